@@ -1,0 +1,390 @@
+"""Recipes: YAML files mapped onto typed, nested dataclasses, with dotted `key=value` overrides.
+
+Loading is strict. An unknown key, a value of the wrong type or a missing local path raises `RecipeError`
+with a one-line message naming the key, before any output folder exists or any model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import trl
+import yaml
+
+from ssp.models import TinyModelSpec, looks_like_local_path
+from ssp.rewards import REWARDS
+
+
+class RecipeError(ValueError):
+    """A recipe problem the user must fix; the CLI prints it as one line and exits with status 2."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FieldMap:
+    """Column names of a dataset, mapped onto the fields ssp uses. An empty name means the column is absent."""
+
+    problem: str = "problem"
+    solution: str = "solution"  # a string (one path per row) or a list of strings (several paths)
+    answer: str = "answer"  # rows without it take the last \boxed{} of their first solution
+    domain: str = "domain"  # empty: every row gets `DataSource.domain`
+    tests: str = ""  # code problems: the tests the code reward runs
+
+
+@dataclass
+class DataSource:
+    """One dataset: the embedded synthetic task, a local JSONL/JSON/Parquet file, or a hub dataset id."""
+
+    path: str = "synthetic"
+    split: str = "train"  # synthetic: train / probe / test; hub: the split name; ignored for local files
+    name: str | None = None  # hub dataset configuration name
+    fields: FieldMap = field(default_factory=FieldMap)
+    domain: str = ""  # domain of every row when the data has no domain column
+    domain_map: dict[str, str] = field(default_factory=dict)  # raw label -> subdomain; unmapped labels are dropped
+    domains: list[str] = field(default_factory=list)  # keep only these subdomains (empty: all)
+    reward: str = "boxed_match"  # the correctness reward (a name in ssp.rewards.REWARDS) that scores these rows
+    limit: int | None = None  # at most this many problems per subdomain
+
+
+@dataclass
+class TaskConfig:
+    """The embedded synthetic reasoning task (ssp.data.synthetic), generated deterministically from `seed`."""
+
+    seed: int = 0
+    difficulty: int = 1  # 1: single-digit operands; 2 and 3 widen the ranges
+    domains: list[str] = field(default_factory=lambda: ["arithmetic", "linear", "modular", "sequence"])
+    train_size: int = 2000  # problems, split evenly over the domains
+    probe_size: int = 32  # problems per domain
+    test_size: int = 50  # problems per domain
+
+
+@dataclass
+class DataConfig:
+    train: list[DataSource] = field(default_factory=lambda: [DataSource(split="train")])
+    probe: list[DataSource] = field(default_factory=lambda: [DataSource(split="probe")])
+    test: list[DataSource] = field(default_factory=lambda: [DataSource(split="test")])
+    paths_per_problem: int = 2  # solution paths per problem used for SFT; 1 is the single-path ablation
+    prompt_template: str = "{problem}"  # the user turn; `{problem}` is replaced by the problem text
+    system_prompt: str | None = None
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = "tiny"  # a local folder, a hub id, or `tiny` to build the embedded model
+    tiny: TinyModelSpec = field(default_factory=TinyModelSpec)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    chat_template: str | None = None  # a Jinja template replacing the tokenizer's own
+
+
+@dataclass
+class SFTSection:
+    """Multi-path SFT on TRL's SFTTrainer. Keys not listed here go to TRL through `trl`."""
+
+    max_steps: int = 500  # -1: train for `num_train_epochs`
+    num_train_epochs: float = 1.0
+    learning_rate: float = 3e-3
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    per_device_train_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    max_length: int = 256
+    save_every: int = 100  # a checkpoint every this many optimizer steps (and at the end) into checkpoints/step-N
+    logging_steps: int = 10
+    bf16: bool | None = None  # None: on when the device supports it
+    gradient_checkpointing: bool = False
+    report_to: list[str] = field(default_factory=list)  # e.g. [wandb]
+    deepspeed: str | None = None  # a DeepSpeed JSON config; usually set by the accelerate config instead
+    trl: dict[str, Any] = field(default_factory=dict)  # any other trl.SFTConfig field, passed through
+
+
+@dataclass
+class SamplingConfig:
+    n: int = 8  # samples per problem
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0: off
+    max_new_tokens: int = 64
+    batch_size: int = 64  # prompts per generate call (each with n return sequences)
+
+
+@dataclass
+class ProbeConfig:
+    """Domain-aware diversity probing of every saved checkpoint."""
+
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    ks: list[int] = field(default_factory=lambda: [1, 4, 8])
+
+
+@dataclass
+class FusionConfig:
+    """Per-subdomain checkpoint selection and their merge into one spectrum model."""
+
+    metric: Literal["pass@k", "pass@1"] = "pass@k"
+    k: int = 8  # the K of pass@K when metric is pass@k
+    weights: dict[str, float] = field(default_factory=dict)  # subdomain -> weight; empty: uniform 1/N
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation on the test split (the same code as probing)."""
+
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    ks: list[int] = field(default_factory=lambda: [1, 4, 8])
+    base: bool = True  # also evaluate the initial model
+    greedy: bool = True  # also report greedy (temperature 0) accuracy
+
+
+@dataclass
+class CostConfig:
+    device_type: str = "auto"  # auto: detected (A100, H100, H800, H200, cpu, ...)
+    # USD per device-hour. H800 is the report's $2; A100 matches its DeepScaleR row (3.8K hours, $4.5K);
+    # cpu is one whole machine (a small cloud VM), not a core.
+    prices: dict[str, float] = field(
+        default_factory=lambda: {"A100": 1.2, "H100": 2.5, "H800": 2.0, "H200": 3.0, "cpu": 0.1}
+    )
+
+
+@dataclass
+class Recipe:
+    output_dir: str = ""
+    seed: int = 0
+    overwrite: bool = False  # allow writing into an output_dir that already holds files
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    sft: SFTSection = field(default_factory=SFTSection)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------------------
+
+
+def load_recipe(path: str | Path, overrides: list[str] = (), schema: type = Recipe):
+    """Read a YAML recipe, apply dotted `key=value` overrides and return the typed, validated recipe."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of sections, got {type(raw).__name__}")
+    for override in overrides:
+        apply_override(raw, override)
+    recipe = from_dict(schema, raw)
+    validate(recipe)
+    return recipe
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """`a.b.c=value`: the value is parsed as YAML (`50` is an int, `[1, 2]` a list, `null` None)."""
+    if "=" not in override:
+        raise RecipeError(f"override {override!r} is not of the form key=value")
+    key, _, text = override.partition("=")
+    try:
+        value = yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        value = text
+    node: Any = raw
+    parts = key.strip().split(".")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise RecipeError(f"override {key}: no list item {part!r} in {'.'.join(parts[:i])}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+            continue
+        if last:
+            node[part] = value
+        else:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict | list):
+                raise RecipeError(f"override {key}: {'.'.join(parts[: i + 1])} is not a section")
+
+
+def from_dict(cls: type, raw: Any, prefix: str = ""):
+    """Build dataclass `cls` from a mapping, rejecting unknown keys and values of the wrong type."""
+    where = prefix.rstrip(".") or "recipe"
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{where}: expected a mapping, got {_describe(raw)}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            raise RecipeError(f"unknown key {prefix}{key} (known in {where}: {', '.join(sorted(names))})")
+    values = {name: _coerce(raw[name], hints[name], f"{prefix}{name}") for name in names if name in raw}
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, key: str):
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _coerce(value, option, key)
+            except RecipeError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is Literal:
+        if value not in args:
+            raise RecipeError(f"{key}: expected one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise RecipeError(f"{key}: expected a list, got {_describe(value)}")
+        return [_coerce(item, args[0], f"{key}.{i}") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(f"{key}: expected a mapping, got {_describe(value)}")
+        return {str(k): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise RecipeError(f"{key}: expected true or false, got {_describe(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RecipeError(f"{key}: expected an integer, got {_describe(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML reads `3e-3` (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RecipeError(f"{key}: expected a number, got {_describe(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise RecipeError(f"{key}: expected a string, got {_describe(value)}")
+        return value
+    raise TypeError(f"{key}: unsupported type {hint!r} in the recipe schema")
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) < 40 else text[:37] + '...'}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Validation that needs more than types
+# --------------------------------------------------------------------------------------------------------------
+
+
+def validate(recipe) -> None:
+    """Checks across keys and on the filesystem; every message names the key at fault."""
+    if not recipe.output_dir:
+        raise RecipeError("output_dir: required (the run folder), e.g. output_dir=runs/my-run")
+    _check_model_path(recipe.model.name_or_path, "model.name_or_path", allow_tiny=True)
+    data = recipe.data
+    if data.paths_per_problem < 1:
+        raise RecipeError(f"data.paths_per_problem: must be >= 1, got {data.paths_per_problem}")
+    if "{problem}" not in data.prompt_template:
+        raise RecipeError("data.prompt_template: must contain {problem}")
+    for split in ("train", "probe", "test"):
+        sources = getattr(data, split)
+        if not sources:
+            raise RecipeError(f"data.{split}: at least one source is required")
+        for i, source in enumerate(sources):
+            key = f"data.{split}.{i}"
+            if source.reward not in REWARDS:
+                raise RecipeError(f"{key}.reward: unknown reward {source.reward!r} (known: {', '.join(REWARDS)})")
+            if source.path == "synthetic":
+                if source.split not in ("train", "probe", "test"):
+                    raise RecipeError(
+                        f"{key}.split: the synthetic task has train, probe and test, got {source.split!r}"
+                    )
+            elif looks_like_local_path(source.path) and not Path(source.path).expanduser().exists():
+                raise RecipeError(f"{key}.path: file not found: {source.path}")
+            if source.limit is not None and source.limit < 1:
+                raise RecipeError(f"{key}.limit: must be >= 1, got {source.limit}")
+    task = recipe.task
+    if task.difficulty not in (1, 2, 3):
+        raise RecipeError(f"task.difficulty: must be 1, 2 or 3, got {task.difficulty}")
+    for name in ("train_size", "probe_size", "test_size"):
+        if getattr(task, name) < 1:
+            raise RecipeError(f"task.{name}: must be >= 1")
+    _check_sampling(recipe.probe.sampling, recipe.probe.ks, "probe")
+    _check_sampling(recipe.eval.sampling, recipe.eval.ks, "eval")
+    if recipe.fusion.metric == "pass@k" and recipe.fusion.k not in recipe.probe.ks:
+        raise RecipeError(f"fusion.k: {recipe.fusion.k} is not among probe.ks {recipe.probe.ks}")
+    for domain, weight in recipe.fusion.weights.items():
+        if weight < 0:
+            raise RecipeError(f"fusion.weights.{domain}: must be >= 0, got {weight}")
+    if recipe.fusion.weights and sum(recipe.fusion.weights.values()) <= 0:
+        raise RecipeError("fusion.weights: at least one weight must be positive")
+    sft = recipe.sft
+    if sft.save_every < 1:
+        raise RecipeError(f"sft.save_every: must be >= 1, got {sft.save_every}")
+    if sft.max_steps == 0 or sft.max_steps < -1:
+        raise RecipeError(f"sft.max_steps: must be positive, or -1 to use num_train_epochs, got {sft.max_steps}")
+    if sft.deepspeed and not Path(sft.deepspeed).is_file():
+        raise RecipeError(f"sft.deepspeed: file not found: {sft.deepspeed}")
+    _check_trl_keys(sft.trl, "sft.trl", "SFTConfig")
+    if recipe.cost.device_type != "auto" and recipe.cost.device_type not in recipe.cost.prices:
+        raise RecipeError(f"cost.device_type: no price for {recipe.cost.device_type!r} in cost.prices")
+
+
+def _check_model_path(name_or_path: str, key: str, allow_tiny: bool = False) -> None:
+    if allow_tiny and name_or_path == "tiny":
+        return
+    if looks_like_local_path(name_or_path) and not Path(name_or_path).expanduser().exists():
+        raise RecipeError(f"{key}: model folder not found: {name_or_path}")
+
+
+def _check_sampling(sampling: SamplingConfig, ks: list[int], section: str) -> None:
+    if sampling.n < 1:
+        raise RecipeError(f"{section}.sampling.n: must be >= 1, got {sampling.n}")
+    if sampling.temperature < 0:
+        raise RecipeError(f"{section}.sampling.temperature: must be >= 0, got {sampling.temperature}")
+    if not 0 < sampling.top_p <= 1:
+        raise RecipeError(f"{section}.sampling.top_p: must be in (0, 1], got {sampling.top_p}")
+    if not ks:
+        raise RecipeError(f"{section}.ks: at least one k is required")
+    for k in ks:
+        if not 1 <= k <= sampling.n:
+            raise RecipeError(f"{section}.ks: k={k} needs 1 <= k <= {section}.sampling.n ({sampling.n})")
+
+
+def _check_trl_keys(extra: dict, key: str, trl_class: str) -> None:
+    known = {f.name for f in dataclasses.fields(getattr(trl, trl_class))}
+    for name in extra:
+        if name not in known:
+            raise RecipeError(f"unknown key {key}.{name}: not a field of trl.{trl_class}")
+
+
+def to_dict(recipe) -> dict:
+    return dataclasses.asdict(recipe)
+
+
+def dump_recipe(recipe, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))

@@ -1,0 +1,98 @@
+"""What a stage costs: wall time per phase, device-hours, dollars, tokens, and a FLOPs/MFU estimate."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ssp.config import CostConfig, RecipeError
+
+# Dense bf16 peak TFLOP/s per device (no sparsity), for the MFU estimate.
+PEAK_TFLOPS = {"A100": 312.0, "H100": 989.0, "H800": 989.0, "H200": 989.0}
+KNOWN_GPUS = ("A100", "H100", "H800", "H200", "A10G", "L40S", "L4", "V100", "RTX")
+
+
+def detect_device() -> tuple[str, int]:
+    """(device type, devices in this run). GPUs count one per process; a CPU run is one machine."""
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0).upper()
+        device_type = next((g for g in KNOWN_GPUS if g in name), name)
+        return device_type, int(os.environ.get("WORLD_SIZE", "1"))
+    return "cpu", 1
+
+
+def resolve_price(cost: CostConfig) -> tuple[str, int, float]:
+    """Device type, count and USD per device-hour; an unpriced device is an error before any work starts."""
+    detected, count = detect_device()
+    device_type = detected if cost.device_type == "auto" else cost.device_type
+    if device_type not in cost.prices:
+        raise RecipeError(f"cost.prices: no price for device {device_type!r}; add cost.prices.{device_type}=USD")
+    return device_type, count, cost.prices[device_type]
+
+
+@dataclass
+class CostMeter:
+    """Wall-clock time by phase and tokens, turned into device-hours and dollars by `record`."""
+
+    device_type: str
+    device_count: int
+    price_per_device_hour: float
+    started: float = field(default_factory=time.perf_counter)
+    phases: dict[str, float] = field(default_factory=dict)
+    processes: int = 1
+    distributed_type: str = "NO"
+    tokens_trained: int = 0
+    tokens_generated: int = 0
+    train_flops: float = 0.0
+
+    @classmethod
+    def from_config(cls, cost: CostConfig) -> CostMeter:
+        return cls(*resolve_price(cost))
+
+    @contextmanager
+    def phase(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - start
+
+    def add_training(self, tokens: int, parameters: int) -> None:
+        """Training tokens; FLOPs by the usual 6 * parameters * tokens estimate (forward and backward)."""
+        self.tokens_trained += tokens
+        self.train_flops += 6.0 * parameters * tokens
+
+    def summary(self) -> dict:
+        wall = round(time.perf_counter() - self.started, 3)
+        device_hours = wall / 3600 * self.device_count
+        peak = PEAK_TFLOPS.get(self.device_type)
+        train_seconds = self.phases.get("train", 0.0)
+        mfu = None
+        if peak and train_seconds > 0:
+            mfu = self.train_flops / (train_seconds * self.device_count * peak * 1e12)
+        return {
+            "wall_seconds": wall,
+            "phases_seconds": {k: round(v, 3) for k, v in self.phases.items()},
+            "device_type": self.device_type,
+            "device_count": self.device_count,
+            "processes": self.processes,
+            "distributed_type": self.distributed_type,
+            "device_hours": device_hours,
+            "price_per_device_hour": self.price_per_device_hour,
+            "dollars": device_hours * self.price_per_device_hour,
+            "tokens_trained": self.tokens_trained,
+            "tokens_generated": self.tokens_generated,
+            "train_flops_estimate": self.train_flops,
+            "mfu_estimate": mfu,
+        }
+
+    def record(self, path: str | Path) -> dict:
+        summary = self.summary()
+        Path(path).write_text(json.dumps(summary, indent=2) + "\n")
+        return summary

@@ -1,0 +1,1 @@
+"""Data: the embedded synthetic task and loaders for local files and hub datasets."""

@@ -1,0 +1,90 @@
+"""Score sampled completions with the rows' correctness rewards and summarise them as pass@k per subdomain."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from ssp.config import SamplingConfig
+from ssp.data.loading import user_prompt
+from ssp.evaluation.generation import Generations, default_device, sample
+from ssp.evaluation.passk import pass_at_k
+from ssp.models import load_model, load_tokenizer
+from ssp.rewards import get_reward
+
+
+def score_rows(rows: list[dict], completions: list[list[str]]) -> list[list[bool]]:
+    """Binary correctness of every completion, scored with each row's reward (one batched call per reward)."""
+    correct: list[list[bool]] = [[] for _ in rows]
+    by_reward: dict[str, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        by_reward[row["reward"]].append(index)
+    for name, indices in by_reward.items():
+        flat_completions, columns = [], defaultdict(list)
+        for index in indices:
+            for completion in completions[index]:
+                flat_completions.append(completion)
+                for column in ("answer", "tests", "domain"):
+                    if column in rows[index]:
+                        columns[column].append(rows[index][column])
+        scores = get_reward(name)(flat_completions, **columns)
+        position = 0
+        for index in indices:
+            count = len(completions[index])
+            # A reward of None means "not applicable"; only a full score counts as correct.
+            correct[index] = [s is not None and s >= 1.0 for s in scores[position : position + count]]
+            position += count
+    return correct
+
+
+def summarize(rows: list[dict], correct: list[list[bool]], ks: list[int], generations: Generations) -> dict:
+    """pass@k per subdomain and over all problems (each problem weighs the same), plus length statistics."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        groups[row["domain"]].append(index)
+    groups_with_all = {**dict(sorted(groups.items())), "all": list(range(len(rows)))}
+    summary = {}
+    for domain, indices in groups_with_all.items():
+        entry: dict = {"problems": len(indices), "samples": len(correct[indices[0]])}
+        for k in ks:
+            values = [pass_at_k(len(correct[i]), sum(correct[i]), k) for i in indices]
+            entry[f"pass@{k}"] = sum(values) / len(values)
+        lengths = [length for i in indices for length in generations.lengths[i]]
+        truncated = [flag for i in indices for flag in generations.truncated[i]]
+        entry["mean_length"] = sum(lengths) / len(lengths)
+        entry["truncated"] = sum(truncated) / len(truncated)
+        summary[domain] = entry
+    return summary
+
+
+def evaluate_loaded(
+    model,
+    tokenizer,
+    rows: list[dict],
+    sampling: SamplingConfig,
+    ks: list[int],
+    prompt_template: str,
+    system_prompt: str | None,
+    seed: int,
+    greedy: bool = False,
+    desc: str = "evaluating",
+) -> dict:
+    """Sample, score and summarise one model on `rows`. Seeded, so the same model gives the same numbers."""
+    torch.manual_seed(seed)
+    prompts = [user_prompt(row["problem"], prompt_template, system_prompt) for row in rows]
+    model.eval()
+    generations = sample(model, tokenizer, prompts, sampling, greedy=greedy, desc=desc)
+    correct = score_rows(rows, generations.texts)
+    result = summarize(rows, correct, [1] if greedy else ks, generations)
+    return {"domains": result, "tokens_generated": generations.tokens}
+
+
+def evaluate_model(model_dir: str | Path, rows: list[dict], sampling: SamplingConfig, ks: list[int], **kwargs) -> dict:
+    """Load a saved model and evaluate it (see `evaluate_loaded`)."""
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, device=default_device())
+    result = evaluate_loaded(model, tokenizer, rows, sampling, ks, **kwargs)
+    del model
+    return result

@@ -1,0 +1,23 @@
+"""Exact-match correctness for answers that compare as normalised strings (the embedded task's integers)."""
+
+from __future__ import annotations
+
+from ssp.rewards.extract import completion_text, last_boxed
+
+
+def normalize_answer(answer: str) -> str:
+    """Strip spaces, `$`, and a trailing period; integers compare by value so `025` == `25` and `+3` == `3`."""
+    text = answer.strip().strip("$").strip().rstrip(".").replace(" ", "")
+    try:
+        return str(int(text))
+    except ValueError:
+        return text
+
+
+def boxed_match(completions, answer, **kwargs) -> list[float]:
+    """1.0 when the last `\\boxed{}` of the completion equals the gold answer after normalisation, else 0.0."""
+    scores = []
+    for completion, gold in zip(completions, answer, strict=True):
+        predicted = last_boxed(completion_text(completion))
+        scores.append(float(predicted is not None and normalize_answer(predicted) == normalize_answer(str(gold))))
+    return scores

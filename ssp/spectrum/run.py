@@ -1,0 +1,198 @@
+"""`ssp sft RECIPE`: multi-path SFT -> per-subdomain pass@k probing -> checkpoint selection -> fusion -> report.
+
+Every process trains; probing, selection, merging and evaluation run once, on the main process.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from tqdm.auto import tqdm
+from transformers import TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
+from ssp.cost import CostMeter
+from ssp.data.loading import data_summary, load_split, sft_examples
+from ssp.evaluation.evaluate import evaluate_model
+from ssp.models import count_parameters, load_model, load_tokenizer
+from ssp.runs import cpu_deepspeed_backend, distributed_state, materialize_base_model, prepare_output_dir, write_json
+from ssp.spectrum.fusion import merge_models
+from ssp.spectrum.report import print_probe_table, write_spectrum_report
+from ssp.spectrum.selection import best_single_checkpoint, metric_key, select_checkpoints, step_of
+
+
+class StepCheckpoints(TrainerCallback):
+    """Transformers saves `checkpoint-N`; ssp names the folder `step-N` once every process is done saving."""
+
+    def on_save(self, args, state, control, **kwargs):
+        distributed_state().wait_for_everyone()
+        if state.is_world_process_zero:
+            saved = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            target = saved.with_name(f"step-{state.global_step}")
+            if target.exists():
+                shutil.rmtree(target)
+            saved.rename(target)
+
+
+def bf16_default() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def build_sft_config(recipe, checkpoints_dir: Path) -> SFTConfig:
+    """TRL's config, built here from the recipe's `sft` section (never stored in the recipe)."""
+    sft = recipe.sft
+    return SFTConfig(
+        output_dir=str(checkpoints_dir),
+        max_steps=sft.max_steps,
+        num_train_epochs=sft.num_train_epochs,
+        learning_rate=sft.learning_rate,
+        lr_scheduler_type=sft.lr_scheduler_type,
+        warmup_steps=sft.warmup_ratio,  # transformers 5: a float < 1 is a fraction of the total steps
+        weight_decay=sft.weight_decay,
+        per_device_train_batch_size=sft.per_device_train_batch_size,
+        gradient_accumulation_steps=sft.gradient_accumulation_steps,
+        max_length=sft.max_length,
+        completion_only_loss=True,
+        save_strategy="steps",
+        save_steps=sft.save_every,
+        save_only_model=True,
+        logging_steps=sft.logging_steps,
+        bf16=bf16_default() if sft.bf16 is None else sft.bf16,
+        activation_checkpointing=sft.gradient_checkpointing,
+        report_to=sft.report_to or "none",
+        run_name=Path(recipe.output_dir).name,
+        deepspeed=sft.deepspeed,
+        seed=recipe.seed,
+        include_num_input_tokens_seen="non_padding",
+        ddp_backend=cpu_deepspeed_backend(),
+        dataloader_pin_memory=torch.cuda.is_available(),
+        **sft.trl,
+    )
+
+
+def probe_checkpoints(recipe, checkpoints: list[Path], probe_rows: list[dict], meter: CostMeter) -> dict:
+    """pass@k of every checkpoint on every subdomain's probing set: checkpoint -> subdomain -> metrics."""
+    results = {}
+    data = recipe.data
+    for checkpoint in tqdm(checkpoints, desc="probing checkpoints"):
+        evaluation = evaluate_model(
+            checkpoint,
+            probe_rows,
+            recipe.probe.sampling,
+            recipe.probe.ks,
+            prompt_template=data.prompt_template,
+            system_prompt=data.system_prompt,
+            seed=recipe.seed,
+            desc=f"probe {checkpoint.name}",
+        )
+        meter.tokens_generated += evaluation["tokens_generated"]
+        results[checkpoint.name] = evaluation["domains"]
+    return results
+
+
+def evaluate_on_test(recipe, models: dict[str, Path], test_rows: list[dict], meter: CostMeter) -> dict:
+    """Sampled pass@k (and greedy accuracy if asked) of each named model on the test split."""
+    data, evaluation = recipe.data, recipe.eval
+    results = {}
+    for name, model_dir in models.items():
+        common = dict(prompt_template=data.prompt_template, system_prompt=data.system_prompt, seed=recipe.seed)
+        sampled = evaluate_model(
+            model_dir, test_rows, evaluation.sampling, evaluation.ks, desc=f"test {name}", **common
+        )
+        meter.tokens_generated += sampled["tokens_generated"]
+        entry = {"model": str(model_dir), **sampled["domains"]["all"], "domains": sampled["domains"]}
+        if evaluation.greedy:
+            greedy = evaluate_model(
+                model_dir, test_rows, evaluation.sampling, [1], greedy=True, desc=f"greedy {name}", **common
+            )
+            meter.tokens_generated += greedy["tokens_generated"]
+            entry["greedy"] = greedy["domains"]["all"]["pass@1"]
+        results[name] = entry
+    return results
+
+
+def run_spectrum(recipe) -> dict | None:
+    """Run the spectrum stage; returns the summary on the main process, None on the others."""
+    state = distributed_state()
+    meter = CostMeter.from_config(recipe.cost)  # an unpriced device fails here, before any work
+    train_rows = load_split(recipe.data.train, recipe.task, "data.train", require_solutions=True)
+    probe_rows = load_split(recipe.data.probe, recipe.task, "data.probe")
+    test_rows = load_split(recipe.data.test, recipe.task, "data.test")
+    out = prepare_output_dir(recipe, state)
+
+    # --- multi-path SFT ------------------------------------------------------------------------------------
+    base_path = materialize_base_model(recipe, train_rows, out, state)
+    tokenizer = load_tokenizer(base_path, recipe.model.chat_template)
+    model = load_model(base_path, recipe.model.dtype)
+    parameters = count_parameters(model)
+    data = recipe.data
+    examples = sft_examples(train_rows, data.paths_per_problem, data.prompt_template, data.system_prompt)
+    if state.is_main_process:
+        write_json(out / "data.json", data_summary(train_rows, probe_rows, test_rows, len(examples)))
+    checkpoints_dir = out / "checkpoints"
+    trainer = SFTTrainer(
+        model=model,
+        args=build_sft_config(recipe, checkpoints_dir),
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        callbacks=[StepCheckpoints()],
+    )
+    with meter.phase("train"):
+        trainer.train()
+    meter.processes = trainer.accelerator.num_processes
+    meter.distributed_type = trainer.accelerator.distributed_type.name
+    meter.add_training(trainer.state.num_input_tokens_seen, parameters)
+    del trainer, model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if not state.is_main_process:
+        return None
+
+    # --- domain-aware diversity probing -----------------------------------------------------------------------
+    checkpoints = sorted(checkpoints_dir.glob("step-*"), key=lambda p: step_of(p.name))
+    with meter.phase("probe"):
+        probe = probe_checkpoints(recipe, checkpoints, probe_rows, meter)
+    fusion = recipe.fusion
+    key = metric_key(fusion.metric, fusion.k)
+    write_json(
+        out / "probe.json",
+        {
+            "metric": key,
+            "ks": recipe.probe.ks,
+            "sampling": vars(recipe.probe.sampling),
+            "checkpoints": probe,
+        },
+    )
+    print_probe_table(probe, recipe.probe.ks)
+
+    # --- selection and fusion -------------------------------------------------------------------------------
+    selection = select_checkpoints(probe, key)
+    domains = sorted(selection)
+    unknown = sorted(set(fusion.weights) - set(domains))
+    if unknown:
+        raise ValueError(f"fusion.weights: {unknown[0]!r} is not a probed subdomain ({', '.join(domains)})")
+    weights = [fusion.weights.get(d, 0.0) for d in domains] if fusion.weights else [1.0] * len(domains)
+    total = sum(weights)
+    for domain, weight in zip(domains, weights, strict=True):
+        selection[domain]["weight"] = weight / total
+    best_single = best_single_checkpoint(probe, key)
+    write_json(out / "selection.json", {"metric": key, "subdomains": selection, "best_single": best_single})
+    with meter.phase("fusion"):
+        merge_models([checkpoints_dir / selection[d]["checkpoint"] for d in domains], weights, out / "spectrum")
+
+    # --- held-out evaluation -----------------------------------------------------------------------------
+    models = {"base": Path(base_path)} if recipe.eval.base else {}
+    models.update({"best_single": checkpoints_dir / best_single, "spectrum": out / "spectrum"})
+    with meter.phase("eval"):
+        test = evaluate_on_test(recipe, models, test_rows, meter)
+    test["best_single"]["checkpoint"] = best_single
+    write_json(out / "eval.json", {"ks": recipe.eval.ks, "sampling": vars(recipe.eval.sampling), "models": test})
+    cost = meter.record(out / "cost.json")
+    write_spectrum_report(out / "spectrum_report.md", probe, selection, test, recipe, cost)
+    summary = {"probe": probe, "selection": selection, "test": test, "cost": cost}
+    return summary

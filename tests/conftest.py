@@ -1,0 +1,36 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from ssp.data.synthetic import make_splits
+from ssp.models import TinyModelSpec, build_tiny_model
+from ssp.runs import tiny_model_texts
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def small_splits():
+    return make_splits(seed=0, train_size=200, probe_size=8, test_size=8)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, small_splits):
+    """An untrained tiny model saved as a Hugging Face folder (built once per test session)."""
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    spec = TinyModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
+    return build_tiny_model(out, tiny_model_texts(small_splits["train"], "{problem}", None), spec, seed=0)
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED_DATA}")
+    return SHARED_DATA

@@ -1,0 +1,46 @@
+"""`accelerate launch` with 2 CPU processes and the 8-GPU ZeRO-2 config (DeepSpeed over gloo)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_spectrum_run import SMALL
+
+REPO = Path(__file__).resolve().parents[1]
+ACCELERATE = Path(sys.executable).parent / "accelerate"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_zero2_launch(tmp_path):
+    out = tmp_path / "run"
+    command = [
+        str(ACCELERATE), "launch", "--config_file", "configs/accelerate/zero2.yaml", "--num_processes", "2",
+        "--main_process_port", str(free_port()), "-m", "ssp", "sft", "recipes/demo/sft.yaml", f"output_dir={out}",
+        *SMALL,
+    ]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cost = json.loads((out / "cost.json").read_text())
+    assert cost["processes"] == 2 and cost["distributed_type"] == "DEEPSPEED"
+    assert sorted(p.name for p in (out / "checkpoints").glob("step-*")) == ["step-3", "step-6"]
+    # probing, selection and merging ran once, on the main process
+    assert result.stdout.count("Per-subdomain pass@k of every checkpoint") == 1
+    assert result.stdout.count("Selection:") == 1
+    assert (out / "spectrum" / "model.safetensors").is_file()
+    state = json.loads((out / "checkpoints" / "step-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+    # 128 examples, 2 processes x 8 per step: 8 steps an epoch, so 6 steps are 0.75 epochs (one process: 0.375)
+    assert json.loads((out / "data.json").read_text())["train"]["sft_examples"] == 128
+    assert state["epoch"] == pytest.approx(0.75)
