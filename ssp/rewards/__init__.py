@@ -1,0 +1,16 @@
+"""Reward functions with TRL's signature `f(completions, **columns) -> list[float | None]`.
+
+Probing, evaluation and RL all score with the functions of this one explicit dict; a recipe names them.
+"""
+
+from ssp.rewards.boxed import boxed_match
+
+REWARDS = {
+    "boxed_match": boxed_match,
+}
+
+
+def get_reward(name: str):
+    if name not in REWARDS:
+        raise KeyError(f"unknown reward {name!r}; known: {', '.join(sorted(REWARDS))}")
+    return REWARDS[name]
