@@ -11,6 +11,7 @@ import datasets
 import transformers
 
 from ssp.config import RecipeError, load_recipe
+from ssp.signal.run import run_signal
 from ssp.spectrum.fusion import MergeError, merge_models
 from ssp.spectrum.run import run_spectrum
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssp", description="Spectrum-to-Signal training for small reasoning models.")
     sub = parser.add_subparsers(dest="command", required=True)
     _stage_parser(sub, "sft", "spectrum stage: multi-path SFT, pass@k probing, selection and fusion")
+    _stage_parser(sub, "rl", "signal stage: GRPO with MGPO weighting over a curriculum of stages")
     demo = sub.add_parser("demo", help="the whole pipeline on the embedded tiny model and task (CPU, minutes)")
     demo.add_argument("--out", default="runs/demo", help="run folder (replaced if it exists)")
     demo.add_argument("--seed", type=int, default=0)
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sft":
             run_spectrum(load_recipe(args.recipe, args.overrides))
+        elif args.command == "rl":
+            run_signal(load_recipe(args.recipe, args.overrides))
         elif args.command == "demo":
             run_demo(args.out, args.seed)
         elif args.command == "merge":

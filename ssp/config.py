@@ -7,6 +7,7 @@ with a one-line message naming the key, before any output folder exists or any m
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -155,6 +156,46 @@ class CostConfig:
 
 
 @dataclass
+class RLSection:
+    """GRPO with MGPO weighting on TRL's GRPOTrainer. Keys not listed here go to TRL through `trl`.
+
+    Every key but `stages` may be overridden per curriculum stage.
+    """
+
+    data: list[DataSource] = field(default_factory=lambda: [DataSource(split="train")])  # the RL prompts
+    rewards: dict[str, float] = field(default_factory=lambda: {"boxed_match": 1.0})  # reward name -> weight
+    correctness_reward: str = "boxed_match"  # its group accuracy p drives the MGPO weight
+    mgpo_lambda: float = 1.0  # 0: plain GRPO
+    max_steps: int = 100
+    learning_rate: float = 5e-5
+    lr_scheduler_type: str = "constant"
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    per_device_train_batch_size: int = 64  # completions (prompts x num_generations) per device and step
+    gradient_accumulation_steps: int = 1
+    num_generations: int = 8  # G, completions per prompt
+    max_completion_length: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0: off
+    beta: float = 0.0  # KL coefficient; the report's objective has no KL term
+    epsilon: float = 0.2  # clip range
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"] = "grpo"
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    mask_truncated_completions: bool = False
+    use_vllm: bool | None = None  # None: on when vLLM is importable and a GPU is present
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    bf16: bool | None = None  # None: on when the device supports it
+    gradient_checkpointing: bool = False
+    logging_steps: int = 10
+    save_every: int | None = None  # intermediate checkpoints within a stage; the final model is always saved
+    report_to: list[str] = field(default_factory=list)
+    deepspeed: str | None = None
+    trl: dict[str, Any] = field(default_factory=dict)  # any other trl.GRPOConfig field, passed through
+    stages: list[dict[str, Any]] = field(default_factory=list)  # curriculum: [{name: ..., <any key above>}, ...]
+
+
+@dataclass
 class Recipe:
     output_dir: str = ""
     seed: int = 0
@@ -167,6 +208,7 @@ class Recipe:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     cost: CostConfig = field(default_factory=CostConfig)
+    rl: RLSection = field(default_factory=RLSection)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -315,18 +357,7 @@ def validate(recipe) -> None:
         if not sources:
             raise RecipeError(f"data.{split}: at least one source is required")
         for i, source in enumerate(sources):
-            key = f"data.{split}.{i}"
-            if source.reward not in REWARDS:
-                raise RecipeError(f"{key}.reward: unknown reward {source.reward!r} (known: {', '.join(REWARDS)})")
-            if source.path == "synthetic":
-                if source.split not in ("train", "probe", "test"):
-                    raise RecipeError(
-                        f"{key}.split: the synthetic task has train, probe and test, got {source.split!r}"
-                    )
-            elif looks_like_local_path(source.path) and not Path(source.path).expanduser().exists():
-                raise RecipeError(f"{key}.path: file not found: {source.path}")
-            if source.limit is not None and source.limit < 1:
-                raise RecipeError(f"{key}.limit: must be >= 1, got {source.limit}")
+            _check_source(source, f"data.{split}.{i}")
     task = recipe.task
     if task.difficulty not in (1, 2, 3):
         raise RecipeError(f"task.difficulty: must be 1, 2 or 3, got {task.difficulty}")
@@ -343,6 +374,8 @@ def validate(recipe) -> None:
     if recipe.fusion.weights and sum(recipe.fusion.weights.values()) <= 0:
         raise RecipeError("fusion.weights: at least one weight must be positive")
     sft = recipe.sft
+    if not 0 <= sft.warmup_ratio < 1:
+        raise RecipeError(f"sft.warmup_ratio: must be in [0, 1), got {sft.warmup_ratio}")
     if sft.save_every < 1:
         raise RecipeError(f"sft.save_every: must be >= 1, got {sft.save_every}")
     if sft.max_steps == 0 or sft.max_steps < -1:
@@ -350,8 +383,84 @@ def validate(recipe) -> None:
     if sft.deepspeed and not Path(sft.deepspeed).is_file():
         raise RecipeError(f"sft.deepspeed: file not found: {sft.deepspeed}")
     _check_trl_keys(sft.trl, "sft.trl", "SFTConfig")
+    resolve_stages(recipe.rl)
     if recipe.cost.device_type != "auto" and recipe.cost.device_type not in recipe.cost.prices:
         raise RecipeError(f"cost.device_type: no price for {recipe.cost.device_type!r} in cost.prices")
+
+
+def _check_source(source: DataSource, key: str) -> None:
+    if source.reward not in REWARDS:
+        raise RecipeError(f"{key}.reward: unknown reward {source.reward!r} (known: {', '.join(REWARDS)})")
+    if source.path == "synthetic":
+        if source.split not in ("train", "probe", "test"):
+            raise RecipeError(f"{key}.split: the synthetic task has train, probe and test, not {source.split!r}")
+    elif looks_like_local_path(source.path) and not Path(source.path).expanduser().exists():
+        raise RecipeError(f"{key}.path: file not found: {source.path}")
+    if source.limit is not None and source.limit < 1:
+        raise RecipeError(f"{key}.limit: must be >= 1, got {source.limit}")
+
+
+def resolve_stages(rl: RLSection) -> list[tuple[str, RLSection]]:
+    """The curriculum as (name, settings) pairs: each stage is the `rl` section with the stage's keys replaced.
+
+    Without `rl.stages` there is one stage named `main`. Every stage is type-checked and validated here.
+    """
+    if not rl.stages:
+        _check_rl(rl, "rl")
+        return [("main", rl)]
+    base = {f.name: getattr(rl, f.name) for f in dataclasses.fields(RLSection) if f.name != "stages"}
+    base["data"] = [dataclasses.asdict(source) for source in rl.data]
+    stages, names = [], set()
+    for i, entry in enumerate(rl.stages):
+        key = f"rl.stages.{i}"
+        if not isinstance(entry, dict):
+            raise RecipeError(
+                f"{key}: a stage is a mapping of a name and the keys it overrides, got {_describe(entry)}"
+            )
+        name = entry.get("name")
+        if not isinstance(name, str) or not name or not name.replace("-", "").replace("_", "").isalnum():
+            raise RecipeError(f"{key}.name: required; letters, digits, - and _ only (it names stages/<name>/)")
+        if name in names:
+            raise RecipeError(f"{key}.name: {name!r} is used by an earlier stage")
+        names.add(name)
+        overrides = {k: v for k, v in entry.items() if k != "name"}
+        for k in overrides:
+            if k not in base:
+                raise RecipeError(f"unknown key {key}.{k} (a stage overrides keys of rl: {', '.join(sorted(base))})")
+        merged = from_dict(RLSection, {**base, **overrides}, f"{key}.")
+        _check_rl(merged, key)
+        stages.append((name, merged))
+    return stages
+
+
+def _check_rl(rl: RLSection, key: str) -> None:
+    for name, weight in rl.rewards.items():
+        if name not in REWARDS:
+            raise RecipeError(f"{key}.rewards: unknown reward {name!r} (known: {', '.join(REWARDS)})")
+        if weight < 0:
+            raise RecipeError(f"{key}.rewards.{name}: weight must be >= 0, got {weight}")
+    if rl.correctness_reward not in rl.rewards:
+        raise RecipeError(f"{key}.correctness_reward: {rl.correctness_reward!r} must be one of {key}.rewards")
+    if rl.mgpo_lambda < 0:
+        raise RecipeError(f"{key}.mgpo_lambda: must be >= 0, got {rl.mgpo_lambda}")
+    if rl.num_generations < 2:
+        raise RecipeError(f"{key}.num_generations: GRPO needs at least 2 completions per prompt")
+    if rl.max_steps < 1:
+        raise RecipeError(f"{key}.max_steps: must be >= 1, got {rl.max_steps}")
+    if not 0 <= rl.warmup_ratio < 1:
+        raise RecipeError(f"{key}.warmup_ratio: must be in [0, 1), got {rl.warmup_ratio}")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    completions = rl.per_device_train_batch_size * rl.gradient_accumulation_steps * world
+    if completions % rl.num_generations:
+        raise RecipeError(
+            f"{key}.per_device_train_batch_size: {completions} completions per step ({world} processes) is not a "
+            f"multiple of num_generations {rl.num_generations}"
+        )
+    for i, source in enumerate(rl.data):
+        _check_source(source, f"{key}.data.{i}")
+    if rl.deepspeed and not Path(rl.deepspeed).is_file():
+        raise RecipeError(f"{key}.deepspeed: file not found: {rl.deepspeed}")
+    _check_trl_keys(rl.trl, f"{key}.trl", "GRPOConfig")
 
 
 def _check_model_path(name_or_path: str, key: str, allow_tiny: bool = False) -> None:

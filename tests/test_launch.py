@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_spectrum_run import SMALL
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,10 +24,21 @@ def free_port() -> int:
 def test_two_process_zero2_launch(tmp_path):
     out = tmp_path / "run"
     command = [
-        str(ACCELERATE), "launch", "--config_file", "configs/accelerate/zero2.yaml", "--num_processes", "2",
-        "--main_process_port", str(free_port()), "-m", "ssp", "sft", "recipes/demo/sft.yaml", f"output_dir={out}",
+        str(ACCELERATE),
+        "launch",
+        "--config_file",
+        "configs/accelerate/zero2.yaml",
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "ssp",
+        "sft",
+        "recipes/demo/sft.yaml",
+        f"output_dir={out}",
         *SMALL,
-    ]  # fmt: skip
+    ]
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

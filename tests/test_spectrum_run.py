@@ -15,12 +15,25 @@ from ssp.config import load_recipe
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "recipes" / "demo" / "sft.yaml"
 SMALL = [
-    "model.tiny.hidden_size=32", "model.tiny.num_layers=2", "model.tiny.num_heads=2", "model.tiny.intermediate_size=64",
-    "task.train_size=64", "task.probe_size=2", "task.test_size=2",
-    "sft.max_steps=6", "sft.save_every=3", "sft.per_device_train_batch_size=8", "sft.logging_steps=3",
-    "probe.sampling.n=4", "probe.sampling.max_new_tokens=16", "probe.ks=[1,2,4]", "fusion.k=4",
-    "eval.sampling.n=4", "eval.sampling.max_new_tokens=16", "eval.ks=[1,4]",
-]  # fmt: skip
+    "model.tiny.hidden_size=32",
+    "model.tiny.num_layers=2",
+    "model.tiny.num_heads=2",
+    "model.tiny.intermediate_size=64",
+    "task.train_size=64",
+    "task.probe_size=2",
+    "task.test_size=2",
+    "sft.max_steps=6",
+    "sft.save_every=3",
+    "sft.per_device_train_batch_size=8",
+    "sft.logging_steps=3",
+    "probe.sampling.n=4",
+    "probe.sampling.max_new_tokens=16",
+    "probe.ks=[1,2,4]",
+    "fusion.k=4",
+    "eval.sampling.n=4",
+    "eval.sampling.max_new_tokens=16",
+    "eval.ks=[1,4]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +50,19 @@ def read(path):
 @pytest.mark.slow
 def test_run_folder_layout(run):
     assert read(run / "data.json")["train"] == {
-        "problems": 64, "by_domain": {"arithmetic": 16, "linear": 16, "modular": 16, "sequence": 16}, "sft_examples": 128
-    }  # fmt: skip
-    for name in ("recipe.yaml", "data.json", "probe.json", "selection.json", "eval.json", "cost.json", "spectrum_report.md"):
+        "problems": 64,
+        "by_domain": {"arithmetic": 16, "linear": 16, "modular": 16, "sequence": 16},
+        "sft_examples": 128,
+    }
+    for name in (
+        "recipe.yaml",
+        "data.json",
+        "probe.json",
+        "selection.json",
+        "eval.json",
+        "cost.json",
+        "spectrum_report.md",
+    ):
         assert (run / name).is_file(), name
     assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == ["step-3", "step-6"]
     assert not list((run / "checkpoints").glob("checkpoint-*"))
@@ -110,8 +133,22 @@ def test_cost_record(run):
 @pytest.mark.slow
 def test_pass_at_1_selection_and_single_path_ablation(tmp_path):
     out = tmp_path / "run"
-    assert main(["sft", str(DEMO), f"output_dir={out}", *SMALL, "fusion.metric=pass@1", "data.paths_per_problem=1",
-                 "eval.base=false", "eval.greedy=false", "sft.save_every=6"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "sft",
+                str(DEMO),
+                f"output_dir={out}",
+                *SMALL,
+                "fusion.metric=pass@1",
+                "data.paths_per_problem=1",
+                "eval.base=false",
+                "eval.greedy=false",
+                "sft.save_every=6",
+            ]
+        )
+        == 0
+    )
     assert read(out / "selection.json")["metric"] == "pass@1"
     assert set(read(out / "eval.json")["models"]) == {"best_single", "spectrum"}
     # one checkpoint selected for every subdomain: the merge is that checkpoint, bit for bit

@@ -181,4 +181,5 @@ def data_summary(train: list[dict], probe: list[dict], test: list[dict], sft_exa
     def counts(rows: list[dict]) -> dict:
         return {"problems": len(rows), "by_domain": {d: len(r) for d, r in sorted(rows_by_domain(rows).items())}}
 
-    return {"train": {**counts(train), "sft_examples": sft_examples_count}, "probe": counts(probe), "test": counts(test)}
+    train_summary = {**counts(train), "sft_examples": sft_examples_count}
+    return {"train": train_summary, "probe": counts(probe), "test": counts(test)}

@@ -1,0 +1,1 @@
+"""The signal stage: GRPO with MaxEnt-guided advantage weighting (MGPO) and a stage curriculum."""
