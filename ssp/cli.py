@@ -5,17 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 import datasets
 import transformers
 
 from ssp.config import RecipeError, load_recipe
+from ssp.demo import run_demo
 from ssp.signal.run import run_signal
 from ssp.spectrum.fusion import MergeError, merge_models
 from ssp.spectrum.run import run_spectrum
-
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
 def _stage_parser(sub, name: str, help_text: str) -> None:
@@ -39,11 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--out", required=True, help="output model folder")
     merge.add_argument("--weights", type=float, nargs="+", help="one weight per model (default: uniform)")
     return parser
-
-
-def run_demo(out: str, seed: int) -> None:
-    recipe = load_recipe(RECIPES / "demo" / "sft.yaml", [f"output_dir={out}", f"seed={seed}", "overwrite=true"])
-    run_spectrum(recipe)
 
 
 def main(argv: list[str] | None = None) -> int:

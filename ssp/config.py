@@ -84,6 +84,7 @@ class ModelConfig:
     tiny: TinyModelSpec = field(default_factory=TinyModelSpec)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     chat_template: str | None = None  # a Jinja template replacing the tokenizer's own
+    config_overrides: dict[str, Any] = field(default_factory=dict)  # model config fields, e.g. a longer context
 
 
 @dataclass

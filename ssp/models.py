@@ -114,8 +114,10 @@ def load_tokenizer(name_or_path: str | Path, chat_template: str | None = None):
     return tokenizer
 
 
-def load_model(name_or_path: str | Path, dtype: str = "auto", device: str | None = None):
-    model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=resolve_dtype(dtype))
+def load_model(name_or_path: str | Path, dtype: str = "auto", device: str | None = None, config_overrides=None):
+    """A causal LM in `dtype`; `config_overrides` replace fields of its config (e.g. max_position_embeddings)."""
+    overrides = config_overrides or {}
+    model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=resolve_dtype(dtype), **overrides)
     if device is not None:
         model.to(device)
     return model

@@ -94,9 +94,16 @@ def test_from_dict_accepts_nested_dataclasses():
     assert recipe.model.tiny.num_layers == 4
 
 
-@pytest.mark.parametrize("recipe_path", sorted((REPO / "recipes").rglob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_recipe_validates(recipe_path):
-    load_recipe(recipe_path)
+@pytest.mark.parametrize(
+    "recipe_path", sorted((REPO / "recipes").rglob("*.yaml")), ids=lambda p: str(p.parent.name + "/" + p.name)
+)
+def test_every_shipped_recipe_validates(recipe_path, tmp_path, monkeypatch):
+    # RL recipes start from a spectrum run folder (relative to where ssp is launched): provide an empty one.
+    monkeypatch.chdir(tmp_path)
+    for run in ("runs/sft", "runs/demo-sft"):
+        (tmp_path / run / "spectrum").mkdir(parents=True)
+    recipe = load_recipe(recipe_path)
+    assert recipe.output_dir
 
 
 def test_cli_error_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys):

@@ -34,7 +34,7 @@ def test_rows_with_the_same_problem_become_one_multipath_problem(tmp_path):
         ],
     )
     source = DataSource(path=str(path), fields=FieldMap(problem="q", solution="sol", domain="topic"))
-    rows = load_split([source], TASK, "data.train", require_solutions=True)
+    rows = load_split([source], TASK, "data.train", for_training=True)
     assert [(r["problem"], len(r["solutions"]), r["answer"]) for r in rows] == [("1+1?", 2, "2"), ("2*3?", 2, "6")]
     examples = sft_examples(rows, paths_per_problem=1, template="Q: {problem}", system_prompt=None)
     assert len(examples) == 2
@@ -52,7 +52,7 @@ def test_parquet_and_json_files(tmp_path):
     datasets.Dataset.from_list(records).to_parquet(str(tmp_path / "t.parquet"))
     (tmp_path / "t.json").write_text(json.dumps({"data": records}))
     for name in ("t.parquet", "t.json"):
-        rows = load_split([DataSource(path=str(tmp_path / name))], TASK, "data.train", require_solutions=True)
+        rows = load_split([DataSource(path=str(tmp_path / name))], TASK, "data.train", for_training=True)
         assert [(r["problem"], r["answer"], r["domain"]) for r in rows] == [("p1", "1", "a"), ("p2", "2", "b")]
 
 
@@ -92,10 +92,6 @@ def test_eval_rows_need_no_solution(shared_data):
         (['{"problem": "", "solution": "x", "domain": "a"}'], "field 'problem' must be a non-empty string"),
         (['{"problem": "p", "solution": 5, "domain": "a"}'], "field 'solution' must be a string or a list of strings"),
         (
-            ['{"problem": "p", "solution": "no box here", "domain": "a"}'],
-            "row 0 has no answer: no field 'answer' and no \\boxed{} in a solution",
-        ),
-        (
             ['{"problem": "p", "solution": "\\\\boxed{1}"}'],
             "row 0: no domain (field 'domain') and data.train.0.domain",
         ),
@@ -106,8 +102,16 @@ def test_malformed_rows_name_row_and_field(tmp_path, lines, message):
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError) as info:
-        load_split([DataSource(path=str(path))], TASK, "data.train", require_solutions=True)
+        load_split([DataSource(path=str(path))], TASK, "data.train", for_training=True)
     assert message in str(info.value)
+
+
+def test_scored_rows_need_an_answer_training_rows_do_not(tmp_path):
+    path = write_jsonl(tmp_path / "t.jsonl", [{"problem": "p", "solution": "no box here", "domain": "a"}])
+    rows = load_split([DataSource(path=str(path))], TASK, "data.train", for_training=True)
+    assert rows[0]["answer"] is None and rows[0]["solutions"] == ["no box here"]
+    with pytest.raises(DataError, match="data.probe.0: row 0 has no answer: no field 'answer' and no .boxed"):
+        load_split([DataSource(path=str(path))], TASK, "data.probe")
 
 
 def test_unsupported_extension_and_empty_result(tmp_path):

@@ -43,18 +43,19 @@ TWO_STAGES = "rl.stages=[{name: first, max_steps: 2, learning_rate: 1.0e-2}, {na
         ("[{name: a, stages: []}]", "unknown key rl.stages.0.stages"),
     ],
 )
-def test_malformed_stage_is_a_one_line_error(stages, message, tmp_path, capsys):
+def test_malformed_stage_is_a_one_line_error(stages, message, tmp_path, capsys, tiny_model_dir):
+    model = f"model.name_or_path={tiny_model_dir}"
     with pytest.raises(RecipeError) as info:
-        load_recipe(DEMO_RL, [f"rl.stages={stages}"])
+        load_recipe(DEMO_RL, [model, f"rl.stages={stages}"])
     assert message in str(info.value) and "\n" not in str(info.value)
     out = tmp_path / "run"
-    assert main(["rl", str(DEMO_RL), f"output_dir={out}", f"rl.stages={stages}"]) == 2
+    assert main(["rl", str(DEMO_RL), f"output_dir={out}", model, f"rl.stages={stages}"]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
 
 
-def test_stages_inherit_and_override_the_rl_section():
-    recipe = load_recipe(DEMO_RL, [TWO_STAGES, "rl.mgpo_lambda=0.5"])
+def test_stages_inherit_and_override_the_rl_section(tiny_model_dir):
+    recipe = load_recipe(DEMO_RL, [f"model.name_or_path={tiny_model_dir}", TWO_STAGES, "rl.mgpo_lambda=0.5"])
     (first_name, first), (second_name, second) = resolve_stages(recipe.rl)
     assert (first_name, second_name) == ("first", "second")
     assert (first.max_steps, second.max_steps) == (2, 1)
@@ -63,8 +64,9 @@ def test_stages_inherit_and_override_the_rl_section():
     assert [s.path for s in second.data] == ["synthetic"]
 
 
-def test_without_stages_there_is_one_named_main():
-    assert [name for name, _ in resolve_stages(load_recipe(DEMO_RL).rl)] == ["main"]
+def test_without_stages_there_is_one_named_main(tiny_model_dir):
+    recipe = load_recipe(DEMO_RL, [f"model.name_or_path={tiny_model_dir}"])
+    assert [name for name, _ in resolve_stages(recipe.rl)] == ["main"]
 
 
 def test_initial_model_may_be_a_spectrum_run_folder(tmp_path, tiny_model_dir):

@@ -68,7 +68,7 @@ def _field(record: dict, column: str, name: str, where: str, required: bool = Tr
     return record[column]
 
 
-def normalize_records(records: list[dict], source: DataSource, key: str, require_solutions: bool) -> list[dict]:
+def normalize_records(records: list[dict], source: DataSource, key: str, for_training: bool) -> list[dict]:
     """Map raw records onto rows, grouping records of the same problem into one multi-path row."""
     fields = source.fields
     by_problem: dict[str, dict] = {}
@@ -79,18 +79,18 @@ def normalize_records(records: list[dict], source: DataSource, key: str, require
         if not isinstance(problem, str) or not problem.strip():
             raise DataError(f"{where}: field {fields.problem!r} must be a non-empty string")
         solutions: list[str] = []
-        if fields.solution and (require_solutions or fields.solution in record):
+        if fields.solution and (for_training or fields.solution in record):
             raw_solution = _field(record, fields.solution, "solution", where)
             solutions = [raw_solution] if isinstance(raw_solution, str) else raw_solution
             if not isinstance(solutions, list) or not all(isinstance(s, str) and s.strip() for s in solutions):
                 raise DataError(f"{where}: field {fields.solution!r} must be a string or a list of strings")
-        elif require_solutions:
+        elif for_training:
             raise DataError(f"{key}.fields.solution: training data needs a solution column")
         tests = _field(record, fields.tests, "tests", where) if fields.tests else None
         answer = _field(record, fields.answer, "answer", where, required=False) if fields.answer else None
         if answer is None and solutions:
             answer = last_boxed(solutions[0])
-        if answer is None and tests is None:
+        if answer is None and tests is None and not for_training:  # scoring needs one; SFT does not
             raise DataError(f"{where} has no answer: no field {fields.answer!r} and no \\boxed{{}} in a solution")
         domain = source.domain
         if fields.domain and fields.domain in record and record[fields.domain] is not None:
@@ -114,7 +114,7 @@ def normalize_records(records: list[dict], source: DataSource, key: str, require
     return list(by_problem.values())
 
 
-def load_source(source: DataSource, task: TaskConfig, key: str, require_solutions: bool) -> list[dict]:
+def load_source(source: DataSource, task: TaskConfig, key: str, for_training: bool) -> list[dict]:
     if source.path == "synthetic":
         splits = synthetic.make_splits(
             seed=task.seed,
@@ -128,7 +128,7 @@ def load_source(source: DataSource, task: TaskConfig, key: str, require_solution
         if source.domains:
             rows = [row for row in rows if row["domain"] in source.domains]
     else:
-        rows = normalize_records(read_records(source, key), source, key, require_solutions)
+        rows = normalize_records(read_records(source, key), source, key, for_training)
     if source.limit is not None:  # at most `limit` problems per domain, in order
         kept: dict[str, int] = defaultdict(int)
         limited = []
@@ -142,11 +142,11 @@ def load_source(source: DataSource, task: TaskConfig, key: str, require_solution
     return rows
 
 
-def load_split(sources: list[DataSource], task: TaskConfig, key: str, require_solutions: bool = False) -> list[dict]:
+def load_split(sources: list[DataSource], task: TaskConfig, key: str, for_training: bool = False) -> list[dict]:
     """All rows of one split (e.g. `data.train`), ids made unique across its sources."""
     rows = []
     for i, source in enumerate(sources):
-        rows.extend(load_source(source, task, f"{key}.{i}", require_solutions))
+        rows.extend(load_source(source, task, f"{key}.{i}", for_training))
     for i, row in enumerate(rows):
         row["id"] = f"{key.rsplit('.', 1)[-1]}-{i}"
     return rows

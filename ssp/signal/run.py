@@ -117,7 +117,7 @@ def run_signal(recipe) -> dict | None:
     for name, rl in stages:
         stage_dir = out / "stages" / name
         tokenizer = load_tokenizer(model_path, recipe.model.chat_template)
-        model = load_model(model_path, recipe.model.dtype)
+        model = load_model(model_path, recipe.model.dtype, config_overrides=recipe.model.config_overrides)
         parameters = count_parameters(model)  # before ZeRO-3 partitions the parameters
         trainer = MGPOTrainer(
             model=model,

@@ -119,7 +119,7 @@ def run_spectrum(recipe) -> dict | None:
     """Run the spectrum stage; returns the summary on the main process, None on the others."""
     state = distributed_state()
     meter = CostMeter.from_config(recipe.cost)  # an unpriced device fails here, before any work
-    train_rows = load_split(recipe.data.train, recipe.task, "data.train", require_solutions=True)
+    train_rows = load_split(recipe.data.train, recipe.task, "data.train", for_training=True)
     probe_rows = load_split(recipe.data.probe, recipe.task, "data.probe")
     test_rows = load_split(recipe.data.test, recipe.task, "data.test")
     out = prepare_output_dir(recipe, state)
@@ -127,7 +127,7 @@ def run_spectrum(recipe) -> dict | None:
     # --- multi-path SFT ------------------------------------------------------------------------------------
     base_path = materialize_base_model(recipe, train_rows, out, state)
     tokenizer = load_tokenizer(base_path, recipe.model.chat_template)
-    model = load_model(base_path, recipe.model.dtype)
+    model = load_model(base_path, recipe.model.dtype, config_overrides=recipe.model.config_overrides)
     parameters = count_parameters(model)
     data = recipe.data
     examples = sft_examples(train_rows, data.paths_per_problem, data.prompt_template, data.system_prompt)

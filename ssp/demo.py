@@ -1,0 +1,113 @@
+"""`ssp demo`: the whole Spectrum-to-Signal pipeline on the embedded tiny model and synthetic task.
+
+untrained tiny model -> multi-path SFT -> probing, selection, fusion -> RL with MGPO -> evaluation, then one
+table and OUT/summary.json. OUT/sft is the spectrum run, OUT/rl the signal run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+from ssp.config import RecipeError, load_recipe
+from ssp.runs import read_json, write_json
+from ssp.signal.run import run_signal
+from ssp.spectrum.report import _table
+from ssp.spectrum.run import run_spectrum
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "demo"
+
+
+def clear_demo_folder(out: Path) -> None:
+    """Replace an earlier demo run; refuse to delete a folder that is not one."""
+    if not out.exists():
+        return
+    if not out.is_dir() or (
+        any(out.iterdir()) and not (out / "sft").is_dir() and not (out / "summary.json").is_file()
+    ):
+        raise RecipeError(f"--out {out}: holds files that are not an ssp demo run; choose another folder")
+    shutil.rmtree(out)
+
+
+def _metrics(entry: dict, ks: list[int]) -> dict:
+    result = {"pass@1": entry["pass@1"], "pass@k": {str(k): entry[f"pass@{k}"] for k in ks}}
+    if "greedy" in entry:
+        result["greedy"] = entry["greedy"]
+    return result
+
+
+def _costs(cost: dict, seconds: float, tokens: int) -> dict:
+    """Device-hours and dollars of `seconds` of this run's devices."""
+    device_hours = seconds / 3600 * cost["device_count"]
+    return {"tokens": tokens, "device_hours": device_hours, "dollars": device_hours * cost["price_per_device_hour"]}
+
+
+def build_summary(sft_dir: Path, rl_dir: Path, ks: list[int], seed: int) -> dict:
+    """summary.json: test-split numbers of every model, with the cumulative cost of producing it."""
+    spectrum_eval = read_json(sft_dir / "eval.json")["models"]
+    spectrum_cost, signal_cost = read_json(sft_dir / "cost.json"), read_json(rl_dir / "cost.json")
+    signal = read_json(rl_dir / "signal.json")
+    spectrum_tokens = spectrum_cost["tokens_trained"] + spectrum_cost["tokens_generated"]
+    spectrum_total = _costs(spectrum_cost, spectrum_cost["wall_seconds"], spectrum_tokens)
+    summary: dict = {"seed": seed, "ks": ks}
+    summary["base"] = {**_metrics(spectrum_eval["base"], ks), **_costs(spectrum_cost, 0.0, 0)}
+    summary["best_single"] = {**_metrics(spectrum_eval["best_single"], ks), **spectrum_total}
+    summary["best_single"]["checkpoint"] = spectrum_eval["best_single"]["checkpoint"]
+    summary["spectrum"] = {**_metrics(spectrum_eval["spectrum"], ks), **spectrum_total}
+    # RL rows accumulate: the spectrum stage, the evaluation before RL, then each stage's training and evaluation.
+    phases = signal_cost["phases_seconds"]
+    seconds, tokens = spectrum_cost["wall_seconds"] + phases.get("eval", 0.0), spectrum_tokens
+    summary["signal_stages"] = {}
+    for name, stage in signal["stages"].items():
+        seconds += phases[f"train:{name}"] + phases.get(f"eval:{name}", 0.0)
+        tokens += stage["tokens_generated"] + stage["tokens_trained"]
+        entry = {**_metrics(signal["evaluations"][name], ks), **_costs(signal_cost, seconds, tokens)}
+        summary["signal_stages"][name] = entry
+    summary["signal"] = summary["signal_stages"][list(signal["stages"])[-1]]
+    total_hours = spectrum_cost["device_hours"] + signal_cost["device_hours"]
+    summary["cost"] = {
+        "wall_seconds": spectrum_cost["wall_seconds"] + signal_cost["wall_seconds"],
+        "device_hours": total_hours,
+        "dollars": spectrum_cost["dollars"] + signal_cost["dollars"],
+        "tokens_trained": spectrum_cost["tokens_trained"] + signal_cost["tokens_trained"],
+        "tokens_generated": spectrum_cost["tokens_generated"] + signal_cost["tokens_generated"],
+        "stages": {"spectrum": spectrum_cost, "signal": signal_cost},
+    }
+    return summary
+
+
+def summary_table(summary: dict) -> list[str]:
+    ks = summary["ks"]
+    header = ["model", "pass@1"] + [f"pass@{k}" for k in ks if k != 1] + ["greedy", "tokens", "device-h", "$"]
+    rows = []
+    labelled = [("base (untrained)", summary["base"]), (f"best single ({summary['best_single']['checkpoint']})",
+                summary["best_single"]), ("spectrum (merged)", summary["spectrum"])]  # fmt: skip
+    labelled += [(f"RL stage {name}", entry) for name, entry in summary["signal_stages"].items()]
+    for label, entry in labelled:
+        row = [label, f"{entry['pass@1']:.3f}"] + [f"{entry['pass@k'][str(k)]:.3f}" for k in ks if k != 1]
+        row += [f"{entry.get('greedy', float('nan')):.3f}", f"{entry['tokens']:,}", f"{entry['device_hours']:.4f}"]
+        rows.append(row + [f"{entry['dollars']:.4f}"])
+    return _table(header, rows)
+
+
+def run_demo(out: str | Path, seed: int = 0, sft_overrides: list[str] = (), rl_overrides: list[str] = ()) -> dict:
+    out = Path(out)
+    # `seed` drives model initialisation, data order and sampling; the task itself (task.seed) stays fixed, so
+    # every seed is scored on the same test problems.
+    sft = load_recipe(RECIPES / "sft.yaml", [f"output_dir={out / 'sft'}", f"seed={seed}", *sft_overrides])
+    # The RL recipe is validated now, before minutes of SFT; its initial model (the spectrum run) comes later.
+    rl = load_recipe(RECIPES / "rl.yaml", [f"output_dir={out / 'rl'}", "model.name_or_path=tiny", f"seed={seed}",
+                                           *rl_overrides])  # fmt: skip
+    if sft.eval != rl.eval or sft.task != rl.task or sft.data.test != rl.data.test:
+        raise RecipeError("demo recipes: sft.yaml and rl.yaml must share eval, task and data.test to be comparable")
+    clear_demo_folder(out)  # only after both recipes validated
+    run_spectrum(sft)
+    run_signal(dataclasses.replace(rl, model=dataclasses.replace(rl.model, name_or_path=str(out / "sft"))))
+    summary = build_summary(out / "sft", out / "rl", rl.eval.ks, seed)
+    write_json(out / "summary.json", summary)
+    print(f"\nSpectrum-to-Signal demo (seed {seed}), test split, {rl.eval.sampling.n} samples per problem at "
+          f"temperature {rl.eval.sampling.temperature}; tokens, device-hours and dollars are cumulative:")  # fmt: skip
+    print("\n".join(summary_table(summary)))
+    print(f"\nSummary: {out / 'summary.json'}")
+    return summary
