@@ -38,3 +38,33 @@ def last_boxed(text: str) -> str | None:
             if depth == 0:
                 return rest[1:i].strip()
     return None  # unbalanced: the response was cut off inside the box
+
+
+_FENCE = re.compile(r"^[ \t]*```+[ \t]*([\w+.-]*)[ \t]*$")
+_PYTHON_TAGS = ("python", "py", "python3")
+
+
+def last_code_block(text: str) -> str | None:
+    """Code of the last fenced block tagged python/py/python3 (or, when none is tagged, the last untagged block).
+
+    None when there is no closed block, or when the response ends inside an open block (it was cut off).
+    """
+    blocks: list[tuple[str, str]] = []
+    tag, lines = None, []
+    for line in text.splitlines():
+        fence = _FENCE.match(line)
+        if tag is None:
+            if fence:
+                tag, lines = fence.group(1).lower(), []
+        elif fence and not fence.group(1):
+            blocks.append((tag, "\n".join(lines)))
+            tag = None
+        else:
+            lines.append(line)
+    if tag is not None:
+        return None
+    for wanted in (_PYTHON_TAGS, ("",)):
+        tagged = [code for block_tag, code in blocks if block_tag in wanted]
+        if tagged:
+            return tagged[-1]
+    return None
