@@ -97,9 +97,12 @@ def run_demo(out: str | Path, seed: int = 0, sft_overrides: list[str] = (), rl_o
     # every seed is scored on the same test problems.
     sft = load_recipe(RECIPES / "sft.yaml", [f"output_dir={out / 'sft'}", f"seed={seed}", *sft_overrides])
     # The RL recipe is validated now, before minutes of SFT; its initial model (the spectrum run) comes later.
-    rl = load_recipe(RECIPES / "rl.yaml", [f"output_dir={out / 'rl'}", "model.name_or_path=tiny", f"seed={seed}",
-                                           *rl_overrides])  # fmt: skip
-    if sft.eval != rl.eval or sft.task != rl.task or sft.data.test != rl.data.test:
+    # The RL run does not evaluate its initial model again (eval.base=false): that is the spectrum model, already
+    # evaluated by the SFT run with the same settings.
+    rl_args = [f"output_dir={out / 'rl'}", "model.name_or_path=tiny", f"seed={seed}", "eval.base=false"]
+    rl = load_recipe(RECIPES / "rl.yaml", [*rl_args, *rl_overrides])
+    shared_eval = all(getattr(sft.eval, key) == getattr(rl.eval, key) for key in ("sampling", "ks", "greedy"))
+    if not shared_eval or sft.task != rl.task or sft.data.test != rl.data.test:
         raise RecipeError("demo recipes: sft.yaml and rl.yaml must share eval, task and data.test to be comparable")
     clear_demo_folder(out)  # only after both recipes validated
     run_spectrum(sft)

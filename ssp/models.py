@@ -94,10 +94,14 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def bf16_supported() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
 def resolve_dtype(dtype: str) -> torch.dtype:
     """`auto` is bf16 on a GPU that supports it and float32 elsewhere (CPU training in bf16 is slow and lossy)."""
     if dtype == "auto":
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        if bf16_supported():
             return torch.bfloat16
         return torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]

@@ -154,3 +154,12 @@ def test_python_dash_m_is_the_same_cli(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().endswith("ssp: error: sft.max_steps: expected an integer, got str 'zero'")
     assert not (tmp_path / "r").exists()
+
+
+def test_fusion_weights_must_name_probed_subdomains(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["sft", str(DEMO), f"output_dir={out}", "fusion.weights={geometry: 1.0}"]) == 2
+    assert "fusion.weights.geometry: not a probed subdomain (probed: arithmetic, linear, modular, sequence)" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()

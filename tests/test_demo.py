@@ -9,7 +9,7 @@ from ssp.cli import main
 from ssp.config import RecipeError
 from ssp.demo import clear_demo_folder, run_demo
 
-SMALL_RL = ["rl.max_steps=2", "rl.per_device_train_batch_size=8", "rl.num_generations=4",
+SMALL_RL = ["eval.base=true", "rl.max_steps=2", "rl.per_device_train_batch_size=8", "rl.num_generations=4",
             "rl.max_completion_length=16", "eval.sampling.n=4", "eval.sampling.max_new_tokens=16", "eval.ks=[1,4]",
             "task.train_size=64", "task.probe_size=2", "task.test_size=2"]  # fmt: skip
 

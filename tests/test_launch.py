@@ -20,25 +20,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def zero2_launch(*args: str) -> list[str]:
+    """`accelerate launch` of `args` on 2 processes with the 8-GPU ZeRO-2 config (CPU processes over gloo here)."""
+    config = ["--config_file", "configs/accelerate/zero2.yaml", "--num_processes", "2"]
+    return [str(ACCELERATE), "launch", *config, "--main_process_port", str(free_port()), *args]
+
+
 @pytest.mark.slow
 def test_two_process_zero2_launch(tmp_path):
     out = tmp_path / "run"
-    command = [
-        str(ACCELERATE),
-        "launch",
-        "--config_file",
-        "configs/accelerate/zero2.yaml",
-        "--num_processes",
-        "2",
-        "--main_process_port",
-        str(free_port()),
-        "-m",
-        "ssp",
-        "sft",
-        "recipes/demo/sft.yaml",
-        f"output_dir={out}",
-        *SMALL,
-    ]
+    command = zero2_launch("-m", "ssp", "sft", "recipes/demo/sft.yaml", f"output_dir={out}", *SMALL)
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -4,32 +4,18 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from test_launch import free_port
+from test_launch import zero2_launch
 
 REPO = Path(__file__).resolve().parents[1]
-ACCELERATE = Path(sys.executable).parent / "accelerate"
 
 
 @pytest.mark.slow
 def test_group_straddling_two_processes_gets_its_whole_group_weight(tiny_model_dir, tmp_path):
-    command = [
-        str(ACCELERATE),
-        "launch",
-        "--config_file",
-        "configs/accelerate/zero2.yaml",
-        "--num_processes",
-        "2",
-        "--main_process_port",
-        str(free_port()),
-        "tests/scripts/mgpo_two_process.py",
-        str(tiny_model_dir),
-        str(tmp_path),
-    ]
+    command = zero2_launch("tests/scripts/mgpo_two_process.py", str(tiny_model_dir), str(tmp_path))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -5,10 +5,11 @@ disjoint train / probe / test problems (no problem text appears in two splits). 
 operand ranges: 1 keeps every operand a single digit, which a ~1M-parameter model can learn in minutes on a CPU.
 
 Subdomains and their two paths:
-- arithmetic `a*(b+c)-d`: add inside the brackets first, or distribute the product.
+- arithmetic `a*(b+c)-d` (b + c within the operand range): add inside the brackets first, or distribute.
 - linear `a*x+b=c*x+d`: collect x on the left, or on the right.
-- modular `(a*b+c) mod m`: reduce once at the end, or reduce the product first and then again.
-- sequence, n-th term of an arithmetic progression: the closed formula, or listing the terms.
+- modular, `Divide a*b+c by m.`, answered `quotient,remainder`: divide once at the end, or reduce the product
+  first and then again, adding the quotients.
+- sequence, n-th term of an increasing arithmetic progression: the closed formula, or listing the terms.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def _div_line(total: int, m: int) -> tuple[str, int]:
 
 
 def arithmetic(rng: random.Random, top: int) -> dict:
-    a, b, c, d = (rng.randint(1, top) for _ in range(4))
+    a, d = rng.randint(1, top), rng.randint(1, top)
+    b = rng.randint(1, top - 1)
+    c = rng.randint(1, top - b)  # b + c <= top: the products stay within the top x top table
     inner, total = b + c, a * (b + c)
     answer = total - d
     paths = [
@@ -67,30 +70,36 @@ def modular(rng: random.Random, top: int) -> dict:
     a, b, c = (rng.randint(1, top) for _ in range(3))
     m = rng.randint(2, top)
     product = a * b
-    once, answer = _div_line(product + c, m)
+    once, remainder = _div_line(product + c, m)
+    quotient = (product + c) // m
     first, reduced = _div_line(product, m)
     second, check = _div_line(reduced + c, m)
-    assert check == answer
+    assert check == remainder
+    q1, q2 = product // m, (reduced + c) // m
+    answer = f"{quotient},{remainder}"
     paths = [
         f"{a}*{b}={product}. {product}+{c}={product + c}. {once} \\boxed{{{answer}}}",
-        f"{a}*{b}={product}. {first} {reduced}+{c}={reduced + c}. {second} \\boxed{{{answer}}}",
+        f"{a}*{b}={product}. {first} {reduced}+{c}={reduced + c}. {second} {q1}+{q2}={quotient}. \\boxed{{{answer}}}",
     ]
-    return {"problem": f"Find ({a}*{b}+{c}) mod {m}.", "solutions": paths, "answer": str(answer)}
+    # Asking for quotient and remainder, not the remainder alone: a remainder below m is too easy to guess, and
+    # lucky guesses are reward noise in RL.
+    problem = f"Divide {a}*{b}+{c} by {m}."  # the answer is "quotient,remainder"
+    return {"problem": problem, "solutions": paths, "answer": answer}
 
 
 def sequence(rng: random.Random, top: int) -> dict:
     first = rng.randint(0, top)
-    step = rng.choice([s for s in range(-top, top + 1) if s != 0])
-    n = rng.randint(4, 9)
+    step = rng.randint(1, top)
+    n = rng.randint(3, 9)
     terms = [first + i * step for i in range(n)]
     answer = terms[-1]
     shown = ", ".join(str(t) for t in terms[:3])
     paths = [
-        f"d={terms[1]}-{_p(terms[0])}={step}. {first}+({n}-1)*{_p(step)}={first}+{_p((n - 1) * step)}={answer}. "
+        f"d={terms[1]}-{terms[0]}={step}. {first}+({n}-1)*{step}={first}+{(n - 1) * step}={answer}. "
         f"\\boxed{{{answer}}}",
         f"d={step}. {', '.join(str(t) for t in terms)}. \\boxed{{{answer}}}",
     ]
-    return {"problem": f"Sequence {shown}, ... Find term {n}.", "solutions": paths, "answer": str(answer)}
+    return {"problem": f"Term {n} of {shown}, ...", "solutions": paths, "answer": str(answer)}
 
 
 GENERATORS: dict[str, Callable[[random.Random, int], dict]] = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ssp.config import SamplingConfig
+from ssp.config import DataConfig, EvalConfig, SamplingConfig
 from ssp.data.loading import user_prompt
 from ssp.evaluation.generation import Generations, default_device, sample
 from ssp.evaluation.passk import pass_at_k
@@ -88,3 +88,21 @@ def evaluate_model(model_dir: str | Path, rows: list[dict], sampling: SamplingCo
     result = evaluate_loaded(model, tokenizer, rows, sampling, ks, **kwargs)
     del model
     return result
+
+
+def evaluate_models(models: dict[str, Path], rows: list[dict], evaluation: EvalConfig, data: DataConfig, seed: int):
+    """Test-split numbers of each named model: overall pass@k, per-subdomain results, greedy accuracy when
+    `evaluation.greedy`, and the tokens sampled. The one evaluation both stages report."""
+    common = dict(prompt_template=data.prompt_template, system_prompt=data.system_prompt, seed=seed)
+    results = {}
+    for name, model_dir in models.items():
+        sampled = evaluate_model(model_dir, rows, evaluation.sampling, evaluation.ks, desc=f"test {name}", **common)
+        entry = {"model": str(model_dir), **sampled["domains"]["all"], "domains": sampled["domains"]}
+        entry["tokens_generated"] = sampled["tokens_generated"]
+        if evaluation.greedy:
+            greedy = evaluate_model(model_dir, rows, evaluation.sampling, [1], greedy=True, desc=f"greedy {name}",
+                                    **common)  # fmt: skip
+            entry["greedy"] = greedy["domains"]["all"]["pass@1"]
+            entry["tokens_generated"] += greedy["tokens_generated"]
+        results[name] = entry
+    return results

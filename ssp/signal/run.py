@@ -17,12 +17,12 @@ from trl import GRPOConfig
 from ssp.config import RLSection, resolve_stages
 from ssp.cost import CostMeter
 from ssp.data.loading import load_split, user_prompt
-from ssp.models import count_parameters, load_model, load_tokenizer
+from ssp.evaluation.evaluate import evaluate_models
+from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer
 from ssp.rewards import get_reward
 from ssp.runs import cpu_deepspeed_backend, distributed_state, materialize_base_model, prepare_output_dir, write_json
 from ssp.signal.report import print_signal_table
 from ssp.signal.trainer import MGPOTrainer
-from ssp.spectrum.run import bf16_default, evaluate_on_test
 
 
 def resolve_initial_model(name_or_path: str) -> str:
@@ -72,7 +72,7 @@ def build_grpo_config(rl: RLSection, stage_dir: Path, run_name: str, seed: int) 
         reward_weights=list(rl.rewards.values()),
         use_vllm=use_vllm,
         vllm_mode=rl.vllm_mode,
-        bf16=bf16_default() if rl.bf16 is None else rl.bf16,
+        bf16=bf16_supported() if rl.bf16 is None else rl.bf16,
         activation_checkpointing=rl.gradient_checkpointing,
         logging_steps=rl.logging_steps,
         save_strategy="steps" if rl.save_every else "no",
@@ -105,12 +105,15 @@ def run_signal(recipe) -> dict | None:
     if model_path == "tiny":
         model_path = materialize_base_model(recipe, stage_rows[stages[0][0]], out, state)
 
+    def evaluate(name: str, path: str) -> dict:
+        entry = evaluate_models({name: Path(path)}, test_rows, recipe.eval, recipe.data, recipe.seed)[name]
+        meter.tokens_generated += entry["tokens_generated"]
+        return entry
+
     evaluations: dict[str, dict] = {}
-    if state.is_main_process:
+    if state.is_main_process and recipe.eval.base:
         with meter.phase("eval"):
-            evaluations["initial"] = evaluate_on_test(recipe, {"initial": Path(model_path)}, test_rows, meter)[
-                "initial"
-            ]
+            evaluations["initial"] = evaluate("initial", model_path)
     state.wait_for_everyone()
 
     stage_results = {}
@@ -146,7 +149,7 @@ def run_signal(recipe) -> dict | None:
             tokenizer.save_pretrained(model_path)
             write_json(stage_dir / "metrics.json", {"log_history": log_history, **tokens})
             with meter.phase(f"eval:{name}"):
-                evaluation = evaluate_on_test(recipe, {name: Path(model_path)}, test_rows, meter)[name]
+                evaluation = evaluate(name, model_path)
             write_json(stage_dir / "eval.json", evaluation)
             evaluations[name] = evaluation
             stage_results[name] = {"model": model_path, **tokens, "seconds": meter.phases[f"train:{name}"]}

@@ -15,10 +15,11 @@ from tqdm.auto import tqdm
 from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
+from ssp.config import RecipeError
 from ssp.cost import CostMeter
 from ssp.data.loading import data_summary, load_split, sft_examples
-from ssp.evaluation.evaluate import evaluate_model
-from ssp.models import count_parameters, load_model, load_tokenizer
+from ssp.evaluation.evaluate import evaluate_model, evaluate_models
+from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer
 from ssp.runs import cpu_deepspeed_backend, distributed_state, materialize_base_model, prepare_output_dir, write_json
 from ssp.spectrum.fusion import merge_models
 from ssp.spectrum.report import print_probe_table, write_spectrum_report
@@ -36,10 +37,6 @@ class StepCheckpoints(TrainerCallback):
             if target.exists():
                 shutil.rmtree(target)
             saved.rename(target)
-
-
-def bf16_default() -> bool:
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 def build_sft_config(recipe, checkpoints_dir: Path) -> SFTConfig:
@@ -61,7 +58,7 @@ def build_sft_config(recipe, checkpoints_dir: Path) -> SFTConfig:
         save_steps=sft.save_every,
         save_only_model=True,
         logging_steps=sft.logging_steps,
-        bf16=bf16_default() if sft.bf16 is None else sft.bf16,
+        bf16=bf16_supported() if sft.bf16 is None else sft.bf16,
         activation_checkpointing=sft.gradient_checkpointing,
         report_to=sft.report_to or "none",
         run_name=Path(recipe.output_dir).name,
@@ -94,25 +91,14 @@ def probe_checkpoints(recipe, checkpoints: list[Path], probe_rows: list[dict], m
     return results
 
 
-def evaluate_on_test(recipe, models: dict[str, Path], test_rows: list[dict], meter: CostMeter) -> dict:
-    """Sampled pass@k (and greedy accuracy if asked) of each named model on the test split."""
-    data, evaluation = recipe.data, recipe.eval
-    results = {}
-    for name, model_dir in models.items():
-        common = dict(prompt_template=data.prompt_template, system_prompt=data.system_prompt, seed=recipe.seed)
-        sampled = evaluate_model(
-            model_dir, test_rows, evaluation.sampling, evaluation.ks, desc=f"test {name}", **common
-        )
-        meter.tokens_generated += sampled["tokens_generated"]
-        entry = {"model": str(model_dir), **sampled["domains"]["all"], "domains": sampled["domains"]}
-        if evaluation.greedy:
-            greedy = evaluate_model(
-                model_dir, test_rows, evaluation.sampling, [1], greedy=True, desc=f"greedy {name}", **common
-            )
-            meter.tokens_generated += greedy["tokens_generated"]
-            entry["greedy"] = greedy["domains"]["all"]["pass@1"]
-        results[name] = entry
-    return results
+def check_fusion_weights(weights: dict[str, float], probe_domains: set[str]) -> None:
+    """Explicit merge weights must name probed subdomains and give one of them a positive weight."""
+    unknown = sorted(set(weights) - probe_domains)
+    if unknown:
+        known = ", ".join(sorted(probe_domains))
+        raise RecipeError(f"fusion.weights.{unknown[0]}: not a probed subdomain (probed: {known})")
+    if weights and not any(weights.get(d, 0.0) > 0 for d in probe_domains):
+        raise RecipeError("fusion.weights: every probed subdomain has weight 0")
 
 
 def run_spectrum(recipe) -> dict | None:
@@ -122,6 +108,7 @@ def run_spectrum(recipe) -> dict | None:
     train_rows = load_split(recipe.data.train, recipe.task, "data.train", for_training=True)
     probe_rows = load_split(recipe.data.probe, recipe.task, "data.probe")
     test_rows = load_split(recipe.data.test, recipe.task, "data.test")
+    check_fusion_weights(recipe.fusion.weights, {row["domain"] for row in probe_rows})
     out = prepare_output_dir(recipe, state)
 
     # --- multi-path SFT ------------------------------------------------------------------------------------
@@ -173,9 +160,6 @@ def run_spectrum(recipe) -> dict | None:
     # --- selection and fusion -------------------------------------------------------------------------------
     selection = select_checkpoints(probe, key)
     domains = sorted(selection)
-    unknown = sorted(set(fusion.weights) - set(domains))
-    if unknown:
-        raise ValueError(f"fusion.weights: {unknown[0]!r} is not a probed subdomain ({', '.join(domains)})")
     weights = [fusion.weights.get(d, 0.0) for d in domains] if fusion.weights else [1.0] * len(domains)
     total = sum(weights)
     for domain, weight in zip(domains, weights, strict=True):
@@ -189,7 +173,8 @@ def run_spectrum(recipe) -> dict | None:
     models = {"base": Path(base_path)} if recipe.eval.base else {}
     models.update({"best_single": checkpoints_dir / best_single, "spectrum": out / "spectrum"})
     with meter.phase("eval"):
-        test = evaluate_on_test(recipe, models, test_rows, meter)
+        test = evaluate_models(models, test_rows, recipe.eval, recipe.data, recipe.seed)
+    meter.tokens_generated += sum(entry["tokens_generated"] for entry in test.values())
     test["best_single"]["checkpoint"] = best_single
     write_json(out / "eval.json", {"ks": recipe.eval.ks, "sampling": vars(recipe.eval.sampling), "models": test})
     cost = meter.record(out / "cost.json")
