@@ -45,3 +45,21 @@ def test_two_process_zero2_launch(tmp_path):
     # 128 examples, 2 processes x 8 per step: 8 steps an epoch, so 6 steps are 0.75 epochs (one process: 0.375)
     assert json.loads((out / "data.json").read_text())["train"]["sft_examples"] == 128
     assert state["epoch"] == pytest.approx(0.75)
+
+
+@pytest.mark.slow
+def test_two_process_rl_launch(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    small = ["task.train_size=16", "task.test_size=1", "rl.max_steps=2", "rl.per_device_train_batch_size=4",
+             "rl.num_generations=4", "rl.max_completion_length=8", "eval.sampling.n=2", "eval.ks=[1,2]",
+             "eval.sampling.max_new_tokens=8"]  # fmt: skip
+    command = zero2_launch("-m", "ssp", "rl", "recipes/demo/rl.yaml", f"output_dir={out}",
+                           f"model.name_or_path={tiny_model_dir}", *small)  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cost = json.loads((out / "cost.json").read_text())
+    assert cost["processes"] == 2 and cost["distributed_type"] == "DEEPSPEED"
+    assert (out / "stages" / "main" / "model" / "model.safetensors").is_file()
+    assert list(json.loads((out / "signal.json").read_text())["evaluations"]) == ["initial", "main"]
+    assert result.stdout.count("Test split, before RL and after each stage") == 1  # evaluation ran once

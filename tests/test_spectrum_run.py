@@ -156,3 +156,14 @@ def test_pass_at_1_selection_and_single_path_ablation(tmp_path):
     single = load_file(out / "checkpoints" / "step-6" / "model.safetensors")
     assert all(torch.equal(merged[k], single[k]) for k in single)
     assert read(out / "data.json")["train"]["sft_examples"] == 64  # 64 problems x 1 path
+
+
+@pytest.mark.slow
+def test_training_metrics_go_to_wandb_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    out = tmp_path / "run"
+    args = ["sft.report_to=[wandb]", "sft.max_steps=2", "sft.save_every=2", "eval.base=false", "eval.greedy=false"]
+    assert main(["sft", str(DEMO), f"output_dir={out}", *SMALL, *args]) == 0
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
