@@ -39,6 +39,7 @@ class FieldMap:
     answer: str = "answer"  # rows without it take the last \boxed{} of their first solution
     domain: str = "domain"  # empty: every row gets `DataSource.domain`
     tests: str = ""  # code problems: the tests the code reward runs
+    prelude: str = ""  # code problems: code run before the program (e.g. LeetCode's imports and ListNode)
 
 
 @dataclass
@@ -117,6 +118,7 @@ class SamplingConfig:
     top_k: int = 0  # 0: off
     max_new_tokens: int = 64
     batch_size: int = 64  # prompts per generate call (each with n return sequences)
+    repetition_penalty: float = 1.0  # 1.0: off
 
 
 @dataclass
@@ -231,7 +233,8 @@ def load_recipe(path: str | Path, overrides: list[str] = (), schema: type = Reci
     for override in overrides:
         apply_override(raw, override)
     recipe = from_dict(schema, raw)
-    validate(recipe)
+    if schema is Recipe:  # other schemas (the `ssp data` commands) are checked by the command that reads them
+        validate(recipe)
     return recipe
 
 
@@ -347,7 +350,7 @@ def validate(recipe) -> None:
     """Checks across keys and on the filesystem; every message names the key at fault."""
     if not recipe.output_dir:
         raise RecipeError("output_dir: required (the run folder), e.g. output_dir=runs/my-run")
-    _check_model_path(recipe.model.name_or_path, "model.name_or_path", allow_tiny=True)
+    check_model_path(recipe.model.name_or_path, "model.name_or_path", allow_tiny=True)
     data = recipe.data
     if data.paths_per_problem < 1:
         raise RecipeError(f"data.paths_per_problem: must be >= 1, got {data.paths_per_problem}")
@@ -358,7 +361,7 @@ def validate(recipe) -> None:
         if not sources:
             raise RecipeError(f"data.{split}: at least one source is required")
         for i, source in enumerate(sources):
-            _check_source(source, f"data.{split}.{i}")
+            check_source(source, f"data.{split}.{i}")
     task = recipe.task
     if task.difficulty not in (1, 2, 3):
         raise RecipeError(f"task.difficulty: must be 1, 2 or 3, got {task.difficulty}")
@@ -389,7 +392,7 @@ def validate(recipe) -> None:
         raise RecipeError(f"cost.device_type: no price for {recipe.cost.device_type!r} in cost.prices")
 
 
-def _check_source(source: DataSource, key: str) -> None:
+def check_source(source: DataSource, key: str) -> None:
     if source.reward not in REWARDS:
         raise RecipeError(f"{key}.reward: unknown reward {source.reward!r} (known: {', '.join(REWARDS)})")
     if source.path == "synthetic":
@@ -458,26 +461,37 @@ def _check_rl(rl: RLSection, key: str) -> None:
             f"multiple of num_generations {rl.num_generations}"
         )
     for i, source in enumerate(rl.data):
-        _check_source(source, f"{key}.data.{i}")
+        check_source(source, f"{key}.data.{i}")
     if rl.deepspeed and not Path(rl.deepspeed).is_file():
         raise RecipeError(f"{key}.deepspeed: file not found: {rl.deepspeed}")
     _check_trl_keys(rl.trl, f"{key}.trl", "GRPOConfig")
 
 
-def _check_model_path(name_or_path: str, key: str, allow_tiny: bool = False) -> None:
+def check_model_path(name_or_path: str, key: str, allow_tiny: bool = False) -> None:
     if allow_tiny and name_or_path == "tiny":
         return
     if looks_like_local_path(name_or_path) and not Path(name_or_path).expanduser().exists():
         raise RecipeError(f"{key}: model folder not found: {name_or_path}")
 
 
+def check_sampling(sampling: SamplingConfig, where: str = "sampling") -> None:
+    """Sane sampling values; `where` names the section in the error (`eval.sampling`, or `sampling` on the CLI)."""
+    rules = {
+        "n": (sampling.n >= 1, ">= 1"),
+        "temperature": (sampling.temperature >= 0, ">= 0"),
+        "top_p": (0 < sampling.top_p <= 1, "in (0, 1]"),
+        "top_k": (sampling.top_k >= 0, ">= 0 (0: off)"),
+        "max_new_tokens": (sampling.max_new_tokens >= 1, ">= 1"),
+        "batch_size": (sampling.batch_size >= 1, ">= 1"),
+        "repetition_penalty": (sampling.repetition_penalty > 0, "> 0 (1.0: off)"),
+    }
+    for name, (ok, rule) in rules.items():
+        if not ok:
+            raise RecipeError(f"{where}.{name}: must be {rule}, got {getattr(sampling, name)}")
+
+
 def _check_sampling(sampling: SamplingConfig, ks: list[int], section: str) -> None:
-    if sampling.n < 1:
-        raise RecipeError(f"{section}.sampling.n: must be >= 1, got {sampling.n}")
-    if sampling.temperature < 0:
-        raise RecipeError(f"{section}.sampling.temperature: must be >= 0, got {sampling.temperature}")
-    if not 0 < sampling.top_p <= 1:
-        raise RecipeError(f"{section}.sampling.top_p: must be in (0, 1], got {sampling.top_p}")
+    check_sampling(sampling, f"{section}.sampling")
     if not ks:
         raise RecipeError(f"{section}.ks: at least one k is required")
     for k in ks:

@@ -17,9 +17,7 @@ def solve(row) -> str:
         a, b, c, d = map(int, re.match(r"Solve (\d+)x([+-]\d+)=(\d+)x([+-]\d+)\.", text).groups())
         return str((d - b) // (a - c))
     if row["domain"] == "modular":
-        a, b, c, m = map(
-            int, re.match(r"Divide (\d+)\*(\d+)\+(\d+) by (\d+)\.", text).groups()
-        )
+        a, b, c, m = map(int, re.match(r"Divide (\d+)\*(\d+)\+(\d+) by (\d+)\.", text).groups())
         return f"{(a * b + c) // m},{(a * b + c) % m}"
     n, t0, t1, _ = map(int, re.match(r"Term (\d+) of (\d+), (\d+), (\d+), \.\.\.", text).groups())
     return str(t0 + (n - 1) * (t1 - t0))

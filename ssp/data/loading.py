@@ -87,6 +87,9 @@ def normalize_records(records: list[dict], source: DataSource, key: str, for_tra
         elif for_training:
             raise DataError(f"{key}.fields.solution: training data needs a solution column")
         tests = _field(record, fields.tests, "tests", where) if fields.tests else None
+        prelude = _field(record, fields.prelude, "prelude", where) if fields.prelude else None
+        if prelude is not None and not isinstance(prelude, str):
+            raise DataError(f"{where}: field {fields.prelude!r} must be a string of code")
         answer = _field(record, fields.answer, "answer", where, required=False) if fields.answer else None
         if answer is None and solutions:
             answer = last_boxed(solutions[0])
@@ -109,6 +112,8 @@ def normalize_records(records: list[dict], source: DataSource, key: str, for_tra
             row.update({"domain": domain, "reward": source.reward})
             if tests is not None:
                 row["tests"] = tests
+            if prelude:
+                row["prelude"] = prelude
             by_problem[problem] = row
         row["solutions"].extend(s for s in solutions if s not in row["solutions"])
     return list(by_problem.values())

@@ -22,13 +22,14 @@ def score_rows(rows: list[dict], completions: list[list[str]]) -> list[list[bool
     for index, row in enumerate(rows):
         by_reward[row["reward"]].append(index)
     for name, indices in by_reward.items():
-        flat_completions, columns = [], defaultdict(list)
+        # A column goes to the reward when any of its rows has it (None for the others), one entry per completion.
+        present = [c for c in ("answer", "tests", "prelude", "domain") if any(c in rows[i] for i in indices)]
+        flat_completions, columns = [], {column: [] for column in present}
         for index in indices:
             for completion in completions[index]:
                 flat_completions.append(completion)
-                for column in ("answer", "tests", "domain"):
-                    if column in rows[index]:
-                        columns[column].append(rows[index][column])
+                for column in present:
+                    columns[column].append(rows[index].get(column))
         scores = get_reward(name)(flat_completions, **columns)
         position = 0
         for index in indices:

@@ -54,16 +54,11 @@ def sample(
         budget = sampling.max_new_tokens if context is None else min(sampling.max_new_tokens, context - prompt_len)
         if budget < 1:
             raise ValueError(f"prompts of {prompt_len} tokens leave no room in the model's context of {context}")
-        kwargs = (
-            {"do_sample": False}
-            if greedy or sampling.temperature == 0
-            else {
-                "do_sample": True,
-                "temperature": sampling.temperature,
-                "top_p": sampling.top_p,
-                "top_k": sampling.top_k,  # 0 switches top-k off
-            }
-        )
+        kwargs = {"repetition_penalty": sampling.repetition_penalty}  # 1.0 switches it off
+        if greedy or sampling.temperature == 0:
+            kwargs["do_sample"] = False
+        else:  # top_k 0 switches top-k off
+            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
         output = model.generate(
             **batch,
             max_new_tokens=budget,

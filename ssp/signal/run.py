@@ -37,12 +37,13 @@ def vllm_available() -> bool:
 
 def rl_dataset(rows: list[dict], template: str, system_prompt: str | None) -> Dataset:
     """Prompt rows for GRPOTrainer; every other column reaches the reward functions as a keyword argument."""
+    # Code rows carry what the code reward runs; every record gets the same columns (None where a row has none).
+    code_columns = [column for column in ("tests", "prelude") if any(column in row for row in rows)]
     records = []
     for row in rows:
         record = {"prompt": user_prompt(row["problem"], template, system_prompt), "answer": row["answer"]}
         record["domain"] = row["domain"]
-        if "tests" in row:
-            record["tests"] = row["tests"]
+        record.update({column: row.get(column) for column in code_columns})
         records.append(record)
     return Dataset.from_list(records)
 

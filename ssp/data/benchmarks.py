@@ -1,0 +1,351 @@
+"""Evaluation benchmarks: one explicit table of specs, and a loader that turns each into scoreable rows.
+
+A benchmark row is
+`{"id", "problem", "prompt", "answer" (math) | "tests" + "prelude" (code), "solutions", "domain", "reward"}`:
+`problem` is the statement as a person reads it (what n-gram decontamination compares), `prompt` the user turn sent
+to the model (the problem in the benchmark's template), `answer` the normalised gold answer, `tests` the tests in a
+form `ssp.rewards.code` runs, `solutions` the reference solutions where the data has them (code: whole programs),
+`domain` the benchmark name and `reward` the name of the reward in `ssp.rewards.REWARDS` that scores the row.
+
+`load_benchmark(name, data_dir=DIR)` reads `DIR/<spec.local_path>` (the layout of ../shared/data);
+`data_dir=None` loads the spec's hub dataset through `datasets`. A missing file, an unknown name or a row without
+a required field raises `DataError` with one line naming the benchmark, the file and the row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import datasets
+
+from ssp.config import DataSource
+from ssp.data.loading import DataError, read_records
+from ssp.rewards.code import LEETCODE_PRELUDE, livecodebench_tests, parse_tests
+
+# The report's prompt suffix for math (DESIGN.md, "Data hygiene and evaluation").
+MATH_INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
+MATH_TEMPLATE = "{problem}\n" + MATH_INSTRUCTION
+CODE_INSTRUCTION = "Write the complete solution in Python, in one ```python code block."
+STDIN_INSTRUCTION = (
+    "Read the inputs from stdin, solve the problem and write the answer to stdout. "
+    "Write the complete program in Python, in one ```python code block."
+)
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """Where a benchmark comes from, how its records map onto rows, and how its rows are prompted and scored."""
+
+    name: str
+    kind: str  # math | code
+    local_path: str  # relative to a data dir laid out like ../shared/data
+    hub_id: str | None  # a `datasets` hub id; None when the benchmark has no public hub copy in this shape
+    hub_split: str = "test"
+    hub_config: str | None = None
+    # Row field -> candidate column names, first present wins (the local file and the hub copy may differ).
+    problem_columns: tuple[str, ...] = ("problem",)
+    answer_columns: tuple[str, ...] = ("answer",)
+    id_columns: tuple[str, ...] = ("id",)
+    solution_columns: tuple[str, ...] = ("solution",)
+    date_columns: tuple[str, ...] = ("contest_date", "release_date", "date")
+    # How the gold answer is normalised: latex (stripped text), integer (AIME's zero-padded strings), number
+    # (floats such as 27.0 -> "27"), gsm8k (the text after "####", without thousands commas).
+    answer_format: str = "latex"
+    prompt_template: str = MATH_TEMPLATE  # `{problem}` is the problem; `{starter}` the code shown with it (code)
+    starter_prompt_template: str = ""  # code rows that come with starter code use this template instead
+    tests_format: str = ""  # code: humaneval | mbpp | leetcode | livecodebench
+    id_range: tuple[int, int] | None = None  # inclusive range of numeric ids kept by default (MBPP's test split)
+    preset: str = "math"  # the sampling preset of `ssp eval` (ssp.evaluation.presets.PRESETS)
+
+    @property
+    def reward(self) -> str:
+        return "math_verify" if self.kind == "math" else "code_tests"
+
+
+BENCHMARKS: dict[str, BenchmarkSpec] = {
+    "aime24": BenchmarkSpec(
+        "aime24", "math", "aime24/test.jsonl", "HuggingFaceH4/aime_2024", hub_split="train", answer_format="integer"
+    ),
+    "aime25": BenchmarkSpec("aime25", "math", "aime25/test.jsonl", "math-ai/aime25", answer_format="integer"),
+    "hmmt25": BenchmarkSpec(
+        "hmmt25",
+        "math",
+        "hmmt_feb_2025/test.jsonl",
+        "MathArena/hmmt_feb_2025",
+        hub_split="train",
+        id_columns=("id", "problem_idx"),
+    ),
+    "amc23": BenchmarkSpec(
+        "amc23",
+        "math",
+        "amc23/test.jsonl",
+        "math-ai/amc23",
+        problem_columns=("problem", "question"),
+        answer_format="number",
+    ),
+    "math500": BenchmarkSpec(
+        "math500", "math", "math500/test.jsonl", "HuggingFaceH4/MATH-500", id_columns=("unique_id",)
+    ),
+    "gsm8k": BenchmarkSpec(
+        "gsm8k",
+        "math",
+        "gsm8k/test.jsonl",
+        "openai/gsm8k",
+        hub_config="main",
+        problem_columns=("question",),
+        solution_columns=("answer",),
+        answer_format="gsm8k",
+    ),
+    "humaneval": BenchmarkSpec(
+        "humaneval",
+        "code",
+        "humaneval/HumanEval.jsonl",
+        "openai/openai_humaneval",
+        problem_columns=("prompt",),
+        answer_columns=(),
+        id_columns=("task_id",),
+        solution_columns=("canonical_solution",),
+        prompt_template="Complete the following Python function.\n\n```python\n{problem}```\n\n" + CODE_INSTRUCTION,
+        tests_format="humaneval",
+        preset="code",
+    ),
+    "mbpp": BenchmarkSpec(
+        "mbpp",
+        "code",
+        "mbpp/mbpp.jsonl",
+        "google-research-datasets/mbpp",
+        hub_config="full",
+        problem_columns=("text",),
+        answer_columns=(),
+        id_columns=("task_id",),
+        solution_columns=("code",),
+        prompt_template="{problem}\nYour code should pass these tests:\n\n```python\n{starter}\n```\n\n"
+        + CODE_INSTRUCTION,
+        tests_format="mbpp",
+        id_range=(11, 510),
+        preset="code",
+    ),
+    # rLLM's LeetCode test set; its problem text already asks for a markdown code block and shows the stub.
+    "leetcode": BenchmarkSpec(
+        "leetcode",
+        "code",
+        "rllm_code/leetcode_test.json",
+        None,
+        answer_columns=(),
+        solution_columns=("solutions",),
+        prompt_template="{problem}",
+        tests_format="leetcode",
+        preset="code",
+    ),
+    # LiveCodeBench-style; the local copy is DeepCoder's public-test subset (2024-08..2025-01), without dates.
+    "lcb": BenchmarkSpec(
+        "lcb",
+        "code",
+        "livecodebench_subset/test.json",
+        "livecodebench/code_generation_lite",
+        problem_columns=("problem", "question_content"),
+        answer_columns=(),
+        id_columns=("id", "question_id"),
+        solution_columns=(),
+        prompt_template="{problem}\n\n" + STDIN_INSTRUCTION,
+        starter_prompt_template="{problem}\n\nComplete this starter code:\n\n```python\n{starter}\n```\n\n"
+        + CODE_INSTRUCTION,
+        tests_format="livecodebench",
+        preset="code",
+    ),
+}
+
+_DEFAULT = object()  # `id_range` not given: use the spec's
+
+
+def get_spec(name: str) -> BenchmarkSpec:
+    if name not in BENCHMARKS:
+        raise DataError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARKS)})")
+    return BENCHMARKS[name]
+
+
+def benchmark_source(name: str, data_dir: str | Path | None = None) -> str:
+    """The file (under `data_dir`) or hub id a benchmark loads from."""
+    spec = get_spec(name)
+    if data_dir is not None:
+        return str(Path(data_dir).expanduser() / spec.local_path)
+    if spec.hub_id is None:
+        raise DataError(f"{name}: has no hub dataset; pass a data dir holding {spec.local_path}")
+    return spec.hub_id
+
+
+def load_benchmark(
+    name: str,
+    data_dir: str | Path | None = None,
+    limit: int | None = None,
+    *,
+    path: str | Path | None = None,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    id_range: tuple[int, int] | None | object = _DEFAULT,
+) -> list[dict]:
+    """Rows of one benchmark, in file order.
+
+    `path` reads that file instead of `data_dir/<local_path>`; `since`/`until` keep problems released in that
+    window (inclusive ISO dates; the data must have release dates); `id_range` overrides the spec's default id
+    filter (None keeps every row); `limit` keeps the first `limit` problems after filtering.
+    """
+    spec = get_spec(name)
+    source = str(path) if path is not None else benchmark_source(name, data_dir)
+    if limit is not None and limit < 1:
+        raise DataError(f"{name}: limit must be >= 1, got {limit}")
+    is_local = path is not None or data_dir is not None
+    if is_local and not Path(source).is_file():
+        raise DataError(f"{name}: file not found: {source}")
+    records = _read(spec, source, is_local)
+    window = (_as_date(since, name, "since"), _as_date(until, name, "until"))
+    keep_ids = spec.id_range if id_range is _DEFAULT else id_range
+    rows = []
+    for index, record in enumerate(records):
+        where = f"{name}: {source} row {index}"
+        if not isinstance(record, dict):
+            raise DataError(f"{where} is a {type(record).__name__}, expected an object")
+        raw_id = _column(record, spec.id_columns, where, "id", required=False)
+        if keep_ids is not None and not _id_in_range(raw_id, keep_ids, where):
+            continue
+        if window != (None, None) and not _released_in(record, spec, window, where):
+            continue
+        rows.append(_row(spec, record, index, raw_id, where))
+        if limit is not None and len(rows) == limit:
+            break
+    if not rows:
+        raise DataError(f"{name}: no rows left in {source} (check the id range, date window and limit)")
+    return rows
+
+
+def _read(spec: BenchmarkSpec, source: str, is_local: bool) -> list[dict]:
+    if is_local:
+        return read_records(DataSource(path=source), spec.name)
+    try:
+        return datasets.load_dataset(source, spec.hub_config, split=spec.hub_split).to_list()
+    except Exception as exc:  # the hub raises many types; the user needs the id and the reason
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"{spec.name}: could not load hub dataset {source!r}: {reason}") from None
+
+
+def _column(record: dict, columns: tuple[str, ...], where: str, field: str, required: bool = True):
+    for column in columns:
+        if record.get(column) is not None:
+            return record[column]
+    if required:
+        raise DataError(f"{where} has no field {' or '.join(map(repr, columns))} ({field})")
+    return None
+
+
+def _row(spec: BenchmarkSpec, record: dict, index: int, raw_id, where: str) -> dict:
+    problem = _column(record, spec.problem_columns, where, "problem")
+    if not isinstance(problem, str) or not problem.strip():
+        raise DataError(f"{where}: field {spec.problem_columns[0]!r} (problem) must be a non-empty string")
+    row_id = f"{spec.name}-{index if raw_id is None else raw_id}"
+    row = {"id": row_id, "problem": problem}
+    if spec.kind == "math":
+        solution = _column(record, spec.solution_columns, where, "solution", required=False)
+        gold = _column(record, spec.answer_columns, where, "answer")
+        row["answer"] = normalize_answer(gold, spec.answer_format, where)
+        row["solutions"] = [solution] if isinstance(solution, str) else []
+        row["prompt"] = spec.prompt_template.replace("{problem}", problem)
+    else:
+        tests, prelude, solution, starter = _code_fields(spec, record, problem, where)
+        try:
+            parse_tests(tests)
+        except ValueError as exc:
+            raise DataError(f"{where}: field 'tests' is not usable: {exc}") from None
+        template = spec.starter_prompt_template if starter and spec.starter_prompt_template else spec.prompt_template
+        row.update(tests=tests, prelude=prelude, solutions=[solution] if solution else [])
+        row["prompt"] = template.replace("{starter}", starter).replace("{problem}", problem)
+    row.update(domain=spec.name, reward=spec.reward)
+    return row
+
+
+def _code_fields(spec: BenchmarkSpec, record: dict, problem: str, where: str) -> tuple:
+    """(tests, prelude, reference program or None, starter code shown in the prompt) of a code record."""
+    if spec.tests_format == "humaneval":
+        # The prompt as prelude gives the program the prompt's imports and helper functions.
+        test = _column(record, ("test",), where, "tests")
+        entry_point = _column(record, ("entry_point",), where, "tests")
+        solution = _column(record, spec.solution_columns, where, "solution", required=False)
+        program = problem + solution if solution else None
+        return f"{test}\ncheck({entry_point})\n", problem, program, ""
+    if spec.tests_format == "mbpp":
+        test_list = _column(record, ("test_list",), where, "tests")
+        if not isinstance(test_list, list) or not test_list:
+            raise DataError(f"{where}: field 'test_list' (tests) must be a non-empty list")
+        setup = record.get("test_setup_code") or ""
+        asserts = "\n".join(test_list)
+        solution = _column(record, spec.solution_columns, where, "solution", required=False)
+        return f"{setup}\n{asserts}\n", "", solution, asserts
+    if spec.tests_format == "leetcode":
+        tests = _column(record, ("tests",), where, "tests")
+        solution = _column(record, spec.solution_columns, where, "solution", required=False)
+        return tests, LEETCODE_PRELUDE, solution, ""
+    if spec.tests_format == "livecodebench":
+        raw_tests = _column(record, ("tests", "public_test_cases"), where, "tests")
+        starter = record.get("starter_code") or ""
+        try:
+            tests = livecodebench_tests(starter, raw_tests)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{where}: field 'tests' is not usable: {exc}") from None
+        return tests, LEETCODE_PRELUDE, None, starter
+    raise ValueError(f"{spec.name}: unknown tests_format {spec.tests_format!r}")
+
+
+def normalize_answer(gold, answer_format: str, where: str) -> str:
+    """The gold answer as one string: what is stored in a row's `answer` and compared by math-verify."""
+    text = str(gold).strip()
+    try:
+        if answer_format == "integer":
+            return str(int(text))
+        if answer_format == "number":
+            value = float(text)
+            return str(int(value)) if value.is_integer() else text
+        if answer_format == "gsm8k":
+            if "####" not in text:
+                raise ValueError("no '####' before the final answer")
+            return text.rsplit("####", 1)[1].strip().replace(",", "")
+    except ValueError as exc:
+        raise DataError(f"{where}: field 'answer' {text[:40]!r} is not an {answer_format} answer: {exc}") from None
+    if answer_format != "latex":
+        raise ValueError(f"unknown answer_format {answer_format!r}")
+    text = text.strip("$").strip()
+    if not text:
+        raise DataError(f"{where}: field 'answer' is empty")
+    return text
+
+
+def _as_date(value, name: str, option: str) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise DataError(f"{name}: {option} must be an ISO date (YYYY-MM-DD), got {value!r}") from None
+
+
+def _released_in(record: dict, spec: BenchmarkSpec, window: tuple, where: str) -> bool:
+    raw = _column(record, spec.date_columns, where, "release date", required=False)
+    if raw is None:
+        raise DataError(
+            f"{where} has no release date (field {' or '.join(map(repr, spec.date_columns))}), so the "
+            f"since/until window cannot be applied; drop the window or use data with release dates"
+        )
+    try:
+        released = date.fromisoformat(str(raw)[:10])
+    except ValueError:
+        raise DataError(f"{where}: release date {raw!r} is not an ISO date") from None
+    since, until = window
+    return (since is None or released >= since) and (until is None or released <= until)
+
+
+def _id_in_range(raw_id, id_range: tuple[int, int], where: str) -> bool:
+    try:
+        number = int(raw_id)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: id {raw_id!r} is not a number, so the id range {id_range} cannot apply") from None
+    return id_range[0] <= number <= id_range[1]

@@ -1,0 +1,202 @@
+"""Decontamination: drop every training problem that shares a normalised word n-gram with a benchmark problem.
+
+Normalisation (the report's): lower-case, every run of punctuation, symbols and whitespace becomes one space, and
+the text is split into words, so `$x^2+1$` reads `x 2 1`. n-grams are n consecutive words (n = 10 by default).
+A text shorter than n words is one gram, the whole text, so a short problem is caught when it is repeated verbatim.
+Benchmarks are loaded by name with `ssp.data.benchmarks.load_benchmark` (local files in `data_dir`, or the hub).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ssp.config import DataSource, FieldMap, RecipeError
+from ssp.data.benchmarks import BENCHMARKS, load_benchmark
+from ssp.data.loading import DataError, read_records
+from ssp.data.outputs import check_output, format_table, report_path, write_outputs
+from ssp.models import looks_like_local_path
+
+DEFAULT_N = 10
+GROUPS = ("all", "math", "code")
+"""Names that stand for several benchmarks: every benchmark, or those of one kind."""
+
+_SEPARATORS = re.compile(r"[\W_]+")  # anything that is not a letter or a digit
+
+
+@dataclass
+class DecontaminateConfig:
+    """The decontamination step of `ssp data multipath` and `ssp data rl`."""
+
+    enabled: bool = True
+    benchmarks: list[str] = field(default_factory=list)  # names or groups (all, math, code); empty: the data's kinds
+    data_dir: str | None = None  # benchmark files in the layout of ../shared/data; null: load them from the hub
+    n: int = DEFAULT_N
+
+
+def normalize_words(text: str) -> list[str]:
+    return _SEPARATORS.sub(" ", text.lower()).split()
+
+
+def ngrams(text: str, n: int) -> list[str]:
+    """The text's word n-grams in order (the whole text as one gram when it has fewer than n words)."""
+    words = normalize_words(text)
+    if len(words) < n:
+        return [" ".join(words)] if words else []
+    return [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def resolve_benchmarks(names: list[str], key: str = "benchmarks") -> list[str]:
+    """Expand the groups `all`, `math` and `code`; an unknown name is an error listing the known ones."""
+    resolved: list[str] = []
+    for name in names:
+        if name == "all":
+            chosen = list(BENCHMARKS)
+        elif name in ("math", "code"):
+            chosen = [b for b, spec in BENCHMARKS.items() if spec.kind == name]
+        elif name in BENCHMARKS:
+            chosen = [name]
+        else:
+            known = ", ".join([*GROUPS, *BENCHMARKS])
+            raise RecipeError(f"{key}: unknown benchmark {name!r} (known: {known})")
+        resolved.extend(b for b in chosen if b not in resolved)
+    if not resolved:
+        raise RecipeError(f"{key}: at least one benchmark is required")
+    return resolved
+
+
+def check_config(config: DecontaminateConfig, key: str = "decontaminate") -> None:
+    if config.n < 1:
+        raise RecipeError(f"{key}.n: must be >= 1, got {config.n}")
+    if config.benchmarks:
+        resolve_benchmarks(config.benchmarks, f"{key}.benchmarks")
+    if config.data_dir is not None and not Path(config.data_dir).is_dir():
+        raise RecipeError(f"{key}.data_dir: folder not found: {config.data_dir}")
+
+
+class BenchmarkIndex:
+    """Every n-gram of every chosen benchmark's problems, with the first benchmark row that has it."""
+
+    def __init__(self, problems: dict[str, list[str]], n: int = DEFAULT_N):
+        self.n = n
+        self.grams: dict[str, dict[str, int]] = {}
+        self.sizes = {name: len(texts) for name, texts in problems.items()}
+        for name, texts in problems.items():
+            grams: dict[str, int] = {}
+            for row, text in enumerate(texts):
+                for gram in ngrams(text, n):
+                    grams.setdefault(gram, row)
+            self.grams[name] = grams
+
+    @classmethod
+    def load(cls, names: list[str], data_dir: str | None, n: int = DEFAULT_N) -> BenchmarkIndex:
+        problems = {}
+        for name in tqdm(names, desc="loading benchmarks", leave=False):
+            problems[name] = [row["problem"] for row in load_benchmark(name, data_dir=data_dir)]
+        return cls(problems, n)
+
+    def matches(self, text: str) -> list[dict]:
+        """One entry per benchmark sharing an n-gram with `text`: the benchmark, its row and the first such n-gram."""
+        grams = ngrams(text, self.n)
+        found = []
+        for name, index in self.grams.items():
+            gram = next((g for g in grams if g in index), None)
+            if gram is not None:
+                found.append({"benchmark": name, "benchmark_row": index[gram], "ngram": gram})
+        return found
+
+    def summary(self) -> dict:
+        return {name: {"problems": self.sizes[name], "ngrams": len(grams)} for name, grams in self.grams.items()}
+
+
+class ContaminationLog:
+    """The dropped rows, each with what it matched, and per-benchmark totals (a row may match several)."""
+
+    def __init__(self, index: BenchmarkIndex):
+        self.index = index
+        self.checked = 0
+        self.dropped: list[dict] = []
+
+    def is_contaminated(self, text: str, where: dict) -> bool:
+        self.checked += 1
+        found = self.index.matches(text)
+        if found:
+            self.dropped.append({**where, "problem": text[:200], "matches": found})
+        return bool(found)
+
+    def report(self) -> dict:
+        by_benchmark = {name: 0 for name in self.index.grams}
+        for row in self.dropped:
+            for match in row["matches"]:
+                by_benchmark[match["benchmark"]] += 1
+        return {
+            "n": self.index.n,
+            "benchmarks": self.index.summary(),
+            "checked": self.checked,
+            "dropped": len(self.dropped),
+            "dropped_by_benchmark": by_benchmark,
+            "dropped_rows": self.dropped,
+        }
+
+    def table(self) -> str:
+        report = self.report()
+        rows = [
+            [name, info["problems"], info["ngrams"], report["dropped_by_benchmark"][name]]
+            for name, info in report["benchmarks"].items()
+        ]
+        rows.append(["any", "", "", report["dropped"]])
+        return format_table(["benchmark", "problems", f"{self.index.n}-grams", "rows dropped"], rows)
+
+
+def run_decontaminate(
+    inputs: list[str],
+    output: str,
+    problem_field: str = "problem",
+    benchmarks: list[str] = ("all",),
+    data_dir: str | None = None,
+    n: int = DEFAULT_N,
+    split: str = "train",
+    name: str | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """`ssp data decontaminate`: the input rows (unchanged) that share no n-gram with a benchmark, and the report."""
+    started = time.perf_counter()
+    check_output(output, overwrite, "--out")
+    if n < 1:
+        raise RecipeError(f"--n: must be >= 1, got {n}")
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise RecipeError(f"--data-dir: folder not found: {data_dir}")
+    names = resolve_benchmarks(list(benchmarks), "--benchmarks")
+    for path in inputs:
+        if looks_like_local_path(path) and not Path(path).expanduser().exists():
+            raise RecipeError(f"input {path}: file not found")
+    sources = [
+        DataSource(path=path, split=split, name=name, fields=FieldMap(problem=problem_field)) for path in inputs
+    ]
+    records = [read_records(source, f"input {source.path}") for source in sources]
+    for source, rows in zip(sources, records, strict=True):
+        for i, record in enumerate(rows):
+            if not isinstance(record.get(problem_field), str):
+                raise DataError(f"input {source.path}: row {i} has no text field {problem_field!r} (--field)")
+
+    index = BenchmarkIndex.load(names, data_dir, n)
+    log = ContaminationLog(index)
+    kept = []
+    total = sum(len(rows) for rows in records)
+    with tqdm(total=total, desc="decontaminating") as progress:
+        for source, rows in zip(sources, records, strict=True):
+            for i, record in enumerate(rows):
+                if not log.is_contaminated(record[problem_field], {"input": source.path, "row": i}):
+                    kept.append(record)
+                progress.update()
+
+    report = {"inputs": list(inputs), "output": output, "rows_in": total, "rows_kept": len(kept), **log.report()}
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    write_outputs(output, kept, report)
+    print(log.table())
+    print(f"kept {len(kept)} of {total} rows in {report['seconds']} s -> {output} (report: {report_path(output)})")
+    return report

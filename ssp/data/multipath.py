@@ -1,0 +1,256 @@
+"""`ssp data multipath RECIPE`: verified, mutually different solution paths per problem, as an SFT-ready JSONL.
+
+1. read the sources' problems and candidate solutions (rows repeating a problem, or a list field), label each
+   problem's subdomain, drop problems sharing an n-gram with a benchmark;
+2. optionally sample more candidates per problem with a model (`model`, `sampling`);
+3. reject candidates over the length limit, without a final answer (unparseable), or whose answer the rewards'
+   checker finds wrong (math-verify / boxed match / the code sandbox);
+4. of each problem's correct candidates, reject near-duplicates (word n-gram Jaccard similarity at or above
+   `duplicate_threshold` with an earlier one), then keep at most `max_paths`, chosen greedily so that each next
+   path is the one least similar to those already chosen (max-min diversity; ties go to the earlier candidate);
+5. write one row per problem with at least one path, `{"problem", "solutions", "answer", "domain"}` (+ `tests`),
+   solutions in the order chosen, and the report next to it (`<output stem>.report.json`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tqdm.auto import tqdm
+
+from ssp.config import DataSource, RecipeError, SamplingConfig, check_model_path
+from ssp.data.decontaminate import DecontaminateConfig, check_config, ngrams
+from ssp.data.loading import user_prompt
+from ssp.data.outputs import check_output, format_table, report_path, write_outputs
+from ssp.data.problems import ProblemReader, check_sources, decontaminate
+from ssp.evaluation.backends import get_backend
+from ssp.models import load_tokenizer
+from ssp.rewards.boxed import normalize_answer
+from ssp.rewards.code import LEETCODE_PRELUDE, check_programs
+from ssp.rewards.extract import last_boxed, last_code_block
+from ssp.rewards.math import check_answers
+
+REJECTIONS = ("too_long", "unparseable", "wrong", "duplicate", "beyond_max_paths")
+CHECK_CHUNK = 512  # candidates per call to a checker (the progress bar moves after each)
+
+
+@dataclass
+class MultipathConfig:
+    output: str = ""  # the JSONL written; the report goes next to it as <stem>.report.json
+    overwrite: bool = False
+    seed: int = 0
+    sources: list[DataSource] = field(default_factory=list)  # problems, with candidates in `fields.solution`
+    model: str | None = None  # also sample `sampling.n` candidates per problem with this model
+    backend: Literal["auto", "transformers", "vllm"] = "auto"  # auto: vLLM when importable and a GPU is present
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    tensor_parallel_size: int = 1  # vLLM only
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    prompt_template: str = "{problem}"
+    system_prompt: str | None = None
+    max_paths: int = 4  # P: paths kept per problem
+    similarity_n: int = 3  # word n-grams compared between two paths of one problem
+    duplicate_threshold: float = 0.7  # Jaccard similarity at or above which a path duplicates an earlier one
+    max_tokens: int | None = None  # longer candidates are rejected; counted with `tokenizer`
+    tokenizer: str | None = None  # for max_tokens; default: `model`
+    leetcode_prelude: bool = False  # run ssp.rewards.code.LEETCODE_PRELUDE before each code candidate
+    decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
+
+
+def check_multipath_config(config: MultipathConfig) -> None:
+    check_output(config.output, config.overwrite)
+    check_sources(config.sources, "sources")
+    if config.model is not None:
+        check_model_path(config.model, "model")
+        if config.sampling.n < 1:
+            raise RecipeError(f"sampling.n: must be >= 1, got {config.sampling.n}")
+    if "{problem}" not in config.prompt_template:
+        raise RecipeError("prompt_template: must contain {problem}")
+    if config.max_paths < 1:
+        raise RecipeError(f"max_paths: must be >= 1, got {config.max_paths}")
+    if config.similarity_n < 1:
+        raise RecipeError(f"similarity_n: must be >= 1, got {config.similarity_n}")
+    if not 0 < config.duplicate_threshold <= 1:
+        raise RecipeError(f"duplicate_threshold: must be in (0, 1], got {config.duplicate_threshold}")
+    if config.max_tokens is not None:
+        if config.max_tokens < 1:
+            raise RecipeError(f"max_tokens: must be >= 1, got {config.max_tokens}")
+        if (config.tokenizer or config.model) is None:
+            raise RecipeError("max_tokens: set tokenizer (or model) to count tokens with")
+    if config.tokenizer is not None:
+        check_model_path(config.tokenizer, "tokenizer")
+    check_config(config.decontaminate)
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def select_paths(paths: list[str], max_paths: int, n: int, threshold: float) -> tuple[list[str], int, int]:
+    """(the chosen paths, duplicates rejected, distinct paths beyond max_paths) for one problem's correct paths."""
+    grams = [set(ngrams(path, n)) for path in paths]
+    distinct: list[int] = []
+    for i in range(len(paths)):
+        if all(jaccard(grams[i], grams[j]) < threshold for j in distinct):
+            distinct.append(i)
+    chosen, remaining = distinct[:1], distinct[1:]
+    while remaining and len(chosen) < max_paths:
+        # The path farthest from its nearest chosen path; max() keeps the first (earliest) of equals.
+        best = max(remaining, key=lambda i: min(1 - jaccard(grams[i], grams[j]) for j in chosen))
+        chosen.append(best)
+        remaining.remove(best)
+    return [paths[i] for i in chosen], len(paths) - len(distinct), len(remaining)
+
+
+def verify(problems: list[dict], leetcode_prelude: bool) -> list[list[str]]:
+    """Each candidate's status: correct, unparseable or wrong (too_long where it was rejected before)."""
+    statuses = [["too_long" if c is None else "" for c in p["candidates"]] for p in problems]
+    items = [(p, c) for p, row in enumerate(statuses) for c, status in enumerate(row) if status != "too_long"]
+    with tqdm(total=len(items), desc="checking candidates") as progress:
+        for start in range(0, len(items), CHECK_CHUNK):
+            chunk = items[start : start + CHECK_CHUNK]
+            by_reward: dict[str, list[tuple[int, int]]] = {}
+            for p, c in chunk:
+                by_reward.setdefault(problems[p]["reward"], []).append((p, c))
+            for reward, pairs in by_reward.items():
+                texts = [problems[p]["candidates"][c] for p, c in pairs]
+                found = check_candidates(reward, [problems[p] for p, _ in pairs], texts, leetcode_prelude)
+                for (p, c), status in zip(pairs, found, strict=True):
+                    statuses[p][c] = status
+            progress.update(len(chunk))
+    return statuses
+
+
+def check_candidates(reward: str, problems: list[dict], texts: list[str], leetcode_prelude: bool) -> list[str]:
+    """The status of each text as a solution of its problem, checked with the problem's reward."""
+    if reward == "code_tests":
+        programs = [last_code_block(text) for text in texts]
+        prelude = LEETCODE_PRELUDE if leetcode_prelude else None
+        results = check_programs(programs, [problem["tests"] for problem in problems], preludes=prelude)
+        if any(result.status == "sandbox_error" for result in results):
+            raise RuntimeError("the code sandbox failed; see docs/rewards.md for what it needs")
+        return [_code_status(result.status) for result in results]
+    if reward == "math_verify":
+        results = check_answers(texts, [problem["answer"] for problem in problems])
+        return [_math_status(result.status) for result in results]
+    # boxed_match: the embedded task's exact answers
+    boxed = [last_boxed(text) for text in texts]
+    golds = [normalize_answer(problem["answer"]) for problem in problems]
+    return [
+        "unparseable" if b is None else "correct" if normalize_answer(b) == gold else "wrong"
+        for b, gold in zip(boxed, golds, strict=True)
+    ]
+
+
+def _math_status(status: str) -> str:
+    return {"correct": "correct", "no_answer": "unparseable", "too_long": "too_long"}.get(status, "wrong")
+
+
+def _code_status(status: str) -> str:
+    return {"ok": "correct", "no_code": "unparseable", "syntax_error": "unparseable"}.get(status, "wrong")
+
+
+def sample_candidates(config: MultipathConfig, problems: list[dict]) -> int:
+    """Add `sampling.n` samples of `model` to each problem's candidates; returns how many were sampled.
+
+    A sample cut at the token budget is added as None: rejected as too long, like one over `max_tokens`.
+    """
+    backend = get_backend(
+        config.model, config.backend, dtype=config.dtype, tensor_parallel_size=config.tensor_parallel_size
+    )
+    prompts = [user_prompt(p["problem"], config.prompt_template, config.system_prompt) for p in problems]
+    generations = backend.generate(prompts, config.sampling, seed=config.seed, desc="sampling candidates")
+    for problem, texts, truncated in zip(problems, generations.texts, generations.truncated, strict=True):
+        problem["candidates"].extend(None if cut else text for text, cut in zip(texts, truncated, strict=True))
+    return sum(len(texts) for texts in generations.texts)
+
+
+def run_multipath(config: MultipathConfig) -> dict:
+    """Build the multi-path SFT set; returns the report (also written next to the output)."""
+    started = time.perf_counter()
+    check_multipath_config(config)
+    reader = ProblemReader()
+    problems = reader.read(config.sources, "sources", with_candidates=True)
+    counts = reader.counts
+    read_candidates = sum(len(p["candidates"]) for p in problems)
+    problems, contamination = decontaminate(problems, config.decontaminate)
+    candidates_dropped = counts["candidates_set_aside"] + read_candidates - sum(len(p["candidates"]) for p in problems)
+    if config.model is not None and problems:
+        counts["candidates_in"] += sample_candidates(config, problems)
+    if config.max_tokens is not None:
+        mark_too_long(problems, load_tokenizer(config.tokenizer or config.model), config.max_tokens)
+    statuses = verify(problems, config.leetcode_prelude)
+
+    rejected = Counter({name: 0 for name in REJECTIONS})
+    histogram = Counter({size: 0 for size in range(config.max_paths + 1)})
+    by_subdomain: dict[str, dict] = {}
+    rows = []
+    for problem, problem_statuses in zip(problems, statuses, strict=True):
+        rejected.update(status for status in problem_statuses if status != "correct")
+        correct = [c for c, s in zip(problem["candidates"], problem_statuses, strict=True) if s == "correct"]
+        paths, duplicates, surplus = select_paths(
+            correct, config.max_paths, config.similarity_n, config.duplicate_threshold
+        )
+        rejected.update(duplicate=duplicates, beyond_max_paths=surplus)
+        histogram[len(paths)] += 1
+        if not paths:
+            continue
+        row = {"problem": problem["problem"], "solutions": paths, "answer": problem["answer"]}
+        row["domain"] = problem["domain"]
+        if "tests" in problem:
+            row["tests"] = problem["tests"]
+        rows.append(row)
+        domain = by_subdomain.setdefault(problem["domain"], {"problems": 0, "paths": 0})
+        domain["problems"] += 1
+        domain["paths"] += len(paths)
+
+    kept_paths = sum(len(row["solutions"]) for row in rows)
+    report = {
+        "output": config.output,
+        "problems": reader.problem_counts(contamination, len(rows), without_paths=histogram[0]),
+        "candidates": {
+            "in": counts["candidates_in"],
+            "of_dropped_problems": candidates_dropped,
+            **{name: rejected[name] for name in REJECTIONS},
+            "kept": kept_paths,
+        },
+        "paths_per_problem": {str(size): histogram[size] for size in sorted(histogram)},
+        "by_subdomain": dict(sorted(by_subdomain.items())),
+        "unmapped_labels": reader.labels.report()["unmapped_labels"],
+        "decontamination": contamination.report() if contamination else None,
+        "settings": {
+            "max_paths": config.max_paths,
+            "similarity_n": config.similarity_n,
+            "duplicate_threshold": config.duplicate_threshold,
+            "max_tokens": config.max_tokens,
+        },
+    }
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    write_outputs(config.output, rows, report)
+    print_report(report)
+    return report
+
+
+def mark_too_long(problems: list[dict], tokenizer, max_tokens: int) -> None:
+    """Replace candidates longer than `max_tokens` tokens by None (verify() counts them as too_long)."""
+    for problem in tqdm(problems, desc="measuring lengths", leave=False):
+        if not problem["candidates"]:
+            continue
+        ids = tokenizer(problem["candidates"], add_special_tokens=False)["input_ids"]
+        problem["candidates"] = [
+            text if len(tokens) <= max_tokens else None
+            for text, tokens in zip(problem["candidates"], ids, strict=True)
+        ]
+
+
+def print_report(report: dict) -> None:
+    problems, candidates = report["problems"], report["candidates"]
+    print(format_table(["problems", "count"], [[name, value] for name, value in problems.items()]))
+    print(format_table(["candidates", "count"], [[name, value] for name, value in candidates.items()]))
+    rows = [[domain, c["problems"], c["paths"]] for domain, c in report["by_subdomain"].items()]
+    print(format_table(["subdomain", "problems", "paths"], rows))
+    histogram = ", ".join(f"{size}: {count}" for size, count in report["paths_per_problem"].items())
+    print(f"paths per problem: {histogram}")
+    print(f"wrote {report['output']} (report: {report_path(report['output'])}) in {report['seconds']} s")

@@ -1,0 +1,54 @@
+"""What the `ssp data` commands write: a JSONL file, its JSON report next to it, and a short console table."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ssp.config import RecipeError
+
+
+def report_path(output: str | Path) -> Path:
+    """`data/sft/math.jsonl` -> `data/sft/math.report.json`."""
+    return Path(output).with_suffix(".report.json")
+
+
+def check_output(output: str, overwrite: bool, key: str = "output") -> None:
+    """Refuse, before any work, an output that is not JSONL or that exists (unless `overwrite`)."""
+    if not output:
+        raise RecipeError(f"{key}: required (the JSONL file to write), e.g. {key}=data/train.jsonl")
+    path = Path(output)
+    if path.suffix != ".jsonl":
+        raise RecipeError(f"{key}: {output} must end in .jsonl")
+    for existing in (path, report_path(path)):
+        if existing.exists() and not overwrite:
+            raise RecipeError(f"{key}: {existing} already exists; choose another or pass overwrite=true")
+
+
+def write_outputs(output: str, rows: list[dict], report: dict) -> None:
+    """Write the rows and the report, each through a temporary file so no half-written file is left behind."""
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    _write_atomic(report_path(path), json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def format_table(header: list[str], rows: list[list]) -> str:
+    """A plain aligned table: the first column left-aligned, the others right-aligned."""
+    cells = [header] + [[str(value) for value in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = []
+    for row in cells:
+        parts = [row[0].ljust(widths[0])] + [
+            value.rjust(width) for value, width in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(parts).rstrip())
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)

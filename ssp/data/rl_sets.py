@@ -1,0 +1,69 @@
+"""`ssp data rl RECIPE`: RL prompt sets in the shape `ssp rl` reads through `rl.data`.
+
+Math rows are `{"problem", "answer", "domain"}` (the gold answer normalised as the math rewards read it: the text
+after GSM8K's `####`, a boxed solution's last box, numbers as text); code rows are `{"problem", "tests", "domain"}`.
+Both read with the default field mapping (code: `fields: {tests: tests}`). Problems are labelled by subdomain,
+repeated problem texts kept once, and every problem sharing an n-gram with a benchmark is dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ssp.config import DataSource, RecipeError
+from ssp.data.decontaminate import DecontaminateConfig, check_config
+from ssp.data.outputs import check_output, format_table, report_path, write_outputs
+from ssp.data.problems import ProblemReader, check_sources, decontaminate, kind_of
+
+
+@dataclass
+class RLSetConfig:
+    output: str = ""  # the JSONL written; the report goes next to it as <stem>.report.json
+    overwrite: bool = False
+    sources: list[DataSource] = field(default_factory=list)  # problems with an answer (math) or tests (code)
+    decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
+
+
+def check_rl_set_config(config: RLSetConfig) -> None:
+    check_output(config.output, config.overwrite)
+    check_sources(config.sources, "sources")
+    kinds = {"code" if source.reward == "code_tests" else "math" for source in config.sources}
+    if len(kinds) > 1:
+        # `ssp rl` scores a file with one reward; code and math are separate curriculum stages.
+        raise RecipeError("sources: mixes math and code rewards; write one set per kind (one file per RL stage)")
+    check_config(config.decontaminate)
+
+
+def run_rl_set(config: RLSetConfig) -> dict:
+    """Write the RL prompt set; returns the report (also written next to the output)."""
+    started = time.perf_counter()
+    check_rl_set_config(config)
+    reader = ProblemReader()
+    problems = reader.read(config.sources, "sources", with_candidates=False)
+    problems, contamination = decontaminate(problems, config.decontaminate)
+    rows = []
+    by_subdomain: dict[str, int] = {}
+    for problem in problems:
+        row = {"problem": problem["problem"]}
+        if kind_of(problem) == "code":
+            row["tests"] = problem["tests"]
+        else:
+            row["answer"] = problem["answer"]
+        row["domain"] = problem["domain"]
+        rows.append(row)
+        by_subdomain[problem["domain"]] = by_subdomain.get(problem["domain"], 0) + 1
+
+    report = {
+        "output": config.output,
+        "problems": reader.problem_counts(contamination, len(rows)),
+        "by_subdomain": dict(sorted(by_subdomain.items())),
+        "unmapped_labels": reader.labels.report()["unmapped_labels"],
+        "decontamination": contamination.report() if contamination else None,
+    }
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    write_outputs(config.output, rows, report)
+    print(format_table(["problems", "count"], [[name, value] for name, value in report["problems"].items()]))
+    print(format_table(["subdomain", "problems"], [[d, n] for d, n in report["by_subdomain"].items()]))
+    print(f"wrote {config.output} (report: {report_path(config.output)}) in {report['seconds']} s")
+    return report

@@ -1,0 +1,203 @@
+"""Generation backends behind one interface: `backend.generate(prompts, sampling, seed=...) -> Generations`.
+
+`prompts` are conversations (lists of `{"role", "content"}` messages); the backend applies the model's chat
+template, samples `sampling.n` completions per prompt and reports each one's text, token count and whether it was
+cut at the token budget or at the model's context (`truncated`). Generation never runs past the model's context: a
+prompt that leaves no room at all gets `n` empty, truncated completions.
+
+- `TransformersBackend`: batched `model.generate` (`ssp.evaluation.generation.sample`), CPU or GPU (bf16 and
+  `device_map="auto"` on GPU, float32 on CPU).
+- `VLLMBackend`: vLLM (the optional extra `ssp[vllm]`, CUDA only), with tensor parallelism.
+
+`get_backend(model_path, backend="auto")` picks vLLM when it is importable and a GPU is present.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from ssp.config import RecipeError, SamplingConfig
+from ssp.evaluation.generation import Generations, sample
+from ssp.models import load_model, load_tokenizer, looks_like_local_path, resolve_dtype
+
+BACKENDS = ("auto", "transformers", "vllm")
+
+
+class BackendError(RecipeError):
+    """A backend that cannot be used here, or a model it cannot find."""
+
+
+def vllm_available() -> bool:
+    return torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
+
+
+def get_backend(
+    model_path: str | Path,
+    backend: str = "auto",
+    *,
+    dtype: str = "auto",
+    chat_template: str | None = None,
+    tensor_parallel_size: int = 1,
+    gpu_memory_utilization: float = 0.9,
+    max_model_len: int | None = None,
+):
+    """A loaded backend for `model_path` (a local folder or a hub id). `tensor_parallel_size`,
+    `gpu_memory_utilization` and `max_model_len` are vLLM's; the transformers backend spreads a model over all
+    visible GPUs by itself (`device_map="auto"`)."""
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+    if looks_like_local_path(str(model_path)) and not Path(model_path).expanduser().exists():
+        raise BackendError(f"model folder not found: {model_path}")
+    if backend == "vllm" or (backend == "auto" and vllm_available()):
+        return VLLMBackend(
+            model_path,
+            dtype=dtype,
+            chat_template=chat_template,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+        )
+    return TransformersBackend(model_path, dtype=dtype, chat_template=chat_template)
+
+
+def chat_texts(tokenizer, prompts: list[list[dict]]) -> list[str]:
+    return [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+
+
+def _no_room(n: int) -> tuple[list[str], list[int], list[bool]]:
+    return [""] * n, [0] * n, [True] * n
+
+
+class TransformersBackend:
+    name = "transformers"
+
+    def __init__(self, model_path: str | Path, dtype: str = "auto", chat_template: str | None = None):
+        self.tokenizer = load_tokenizer(model_path, chat_template)
+        if torch.cuda.is_available():
+            self.model = AutoModelForCausalLM.from_pretrained(
+                str(model_path), dtype=resolve_dtype(dtype), device_map="auto"
+            )
+        else:  # bf16 on CPU is slow and lossy
+            self.model = load_model(model_path, dtype="float32" if dtype == "auto" else dtype, device="cpu")
+        self.model.eval()
+        self.context = getattr(self.model.config, "max_position_embeddings", None)
+
+    def generate(
+        self,
+        prompts: list[list[dict]],
+        sampling: SamplingConfig,
+        *,
+        seed: int | None = None,
+        greedy: bool = False,
+        desc: str = "sampling",
+        progress: bool = True,
+    ) -> Generations:
+        if seed is not None:
+            torch.manual_seed(seed)
+        n = 1 if greedy else sampling.n
+        texts = chat_texts(self.tokenizer, prompts)
+        lengths = [len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
+        fits = [i for i, length in enumerate(lengths) if self.context is None or length < self.context]
+        sampled = Generations()
+        if fits:
+            sampled = sample(
+                self.model, self.tokenizer, [prompts[i] for i in fits], sampling, greedy, desc=desc, progress=progress
+            )
+        out, position = Generations(), {index: j for j, index in enumerate(fits)}
+        for i in range(len(prompts)):
+            j = position.get(i)
+            texts_i, lengths_i, truncated_i = (
+                _no_room(n) if j is None else (sampled.texts[j], sampled.lengths[j], sampled.truncated[j])
+            )
+            out.texts.append(texts_i)
+            out.lengths.append(lengths_i)
+            out.truncated.append(truncated_i)
+        return out
+
+
+def vllm_sampling_kwargs(sampling: SamplingConfig, max_tokens: int, greedy: bool = False, seed: int | None = None):
+    """vLLM `SamplingParams` arguments with the same meaning as the transformers backend's."""
+    return {
+        "n": 1 if greedy else sampling.n,
+        "temperature": 0.0 if greedy else sampling.temperature,
+        "top_p": 1.0 if greedy else sampling.top_p,
+        "top_k": -1 if greedy or sampling.top_k == 0 else sampling.top_k,  # vLLM's "off" is -1
+        "repetition_penalty": sampling.repetition_penalty,
+        "max_tokens": max_tokens,
+        "seed": seed,
+        "skip_special_tokens": True,
+    }
+
+
+class VLLMBackend:
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        dtype: str = "auto",
+        chat_template: str | None = None,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int | None = None,
+    ):
+        if importlib.util.find_spec("vllm") is None:
+            raise BackendError("the vllm backend needs vLLM: install the optional extra ssp[vllm] on a CUDA machine")
+        import vllm  # optional and CUDA only, so imported here
+
+        self.vllm = vllm
+        self.tokenizer = load_tokenizer(model_path, chat_template)
+        self.llm = vllm.LLM(
+            model=str(model_path),
+            dtype="bfloat16" if dtype == "auto" else dtype,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+        )
+        self.context = self.llm.llm_engine.model_config.max_model_len
+
+    def generate(
+        self,
+        prompts: list[list[dict]],
+        sampling: SamplingConfig,
+        *,
+        seed: int | None = None,
+        greedy: bool = False,
+        desc: str = "sampling",
+        progress: bool = True,
+    ) -> Generations:
+        n = 1 if greedy else sampling.n
+        texts = chat_texts(self.tokenizer, prompts)
+        token_ids = [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+        fits = [i for i, ids in enumerate(token_ids) if len(ids) < self.context]
+        params = [
+            self.vllm.SamplingParams(
+                **vllm_sampling_kwargs(
+                    sampling,
+                    min(sampling.max_new_tokens, self.context - len(token_ids[i])),  # never past the context
+                    greedy,
+                    None if seed is None else seed + i,
+                )
+            )
+            for i in fits
+        ]
+        requests = [{"prompt_token_ids": token_ids[i]} for i in fits]
+        outputs = self.llm.generate(requests, params, use_tqdm=progress) if requests else []
+        by_prompt = dict(zip(fits, outputs, strict=True))
+        out = Generations()
+        for i in range(len(prompts)):
+            if i not in by_prompt:
+                texts_i, lengths_i, truncated_i = _no_room(n)
+            else:
+                completions = by_prompt[i].outputs
+                texts_i = [c.text for c in completions]
+                lengths_i = [len(c.token_ids) for c in completions]
+                truncated_i = [c.finish_reason == "length" for c in completions]
+            out.texts.append(texts_i)
+            out.lengths.append(lengths_i)
+            out.truncated.append(truncated_i)
+        return out

@@ -1,0 +1,144 @@
+"""Benchmark metrics from scored samples, and the report files: a markdown table and a pass@k plot.
+
+Per benchmark: pass@1 as the mean over all samples with its standard error over problems, pass@k for
+k = 1, 2, 4, ... up to n (the unbiased estimator), maj@n (majority vote over extracted answers), mean response
+length and the share of truncated samples. docs/evaluation.md explains each number.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import statistics
+from pathlib import Path
+
+from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure state
+
+from ssp.evaluation.passk import pass_at_k
+from ssp.rewards.extract import last_code_block
+from ssp.rewards.math import check_answers
+
+
+def ks_up_to(n: int) -> list[int]:
+    """1, 2, 4, ... up to n, and n itself."""
+    ks = [2**i for i in range(n.bit_length()) if 2**i <= n]
+    return ks if ks[-1] == n else ks + [n]
+
+
+def benchmark_metrics(kind: str, samples: list[list[dict]]) -> dict:
+    """Metrics of one benchmark from its sample records, grouped per problem (every problem has the same n)."""
+    n = len(samples[0])
+    accuracies = [sum(s["correct"] for s in problem) / n for problem in samples]
+    flat = [s for problem in samples for s in problem]
+    majority = majority_correct_math(samples) if kind == "math" else majority_correct_code(samples)
+    return {
+        "problems": len(samples),
+        "samples_per_problem": n,
+        "pass@1": statistics.fmean(accuracies),
+        "pass@1_stderr": statistics.stdev(accuracies) / math.sqrt(len(samples)) if len(samples) > 1 else 0.0,
+        "pass@k": {
+            str(k): statistics.fmean(pass_at_k(n, sum(s["correct"] for s in problem), k) for problem in samples)
+            for k in ks_up_to(n)
+        },
+        f"maj@{n}": statistics.fmean(majority),
+        "mean_length": statistics.fmean(s["length"] for s in flat),
+        "truncated": statistics.fmean(s["truncated"] for s in flat),
+        "tokens": sum(s["length"] for s in flat),
+    }
+
+
+def _vote(keys: list, correct: list[bool]) -> bool:
+    """Correctness of the most frequent key (ties: the key seen first); False when no sample has a key."""
+    counts: dict = {}
+    for key in keys:
+        if key is not None:
+            counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return False
+    winner = max(counts, key=counts.get)  # max keeps the first of equal counts, in first-seen order
+    return correct[keys.index(winner)]
+
+
+def majority_correct_math(samples: list[list[dict]]) -> list[bool]:
+    """maj@n for math: extracted answers are grouped into classes that math-verify finds equivalent (`6/2` votes
+    with `3`), the largest class wins, and its most frequent answer string decides correctness."""
+    distinct = [list(dict.fromkeys(s["answer"] for s in problem if s["answer"] is not None)) for problem in samples]
+    pairs = [(p, a, b) for p, answers in enumerate(distinct) for i, a in enumerate(answers) for b in answers[i + 1 :]]
+    verdicts = check_answers([f"\\boxed{{{a}}}" for _, a, _ in pairs], [b for _, _, b in pairs]) if pairs else []
+    parent = {(p, a): (p, a) for p, answers in enumerate(distinct) for a in answers}
+
+    def root(node):
+        while parent[node] != node:
+            node = parent[node]
+        return node
+
+    for (p, a, b), verdict in zip(pairs, verdicts, strict=True):
+        if verdict is not None and verdict.correct:
+            parent[root((p, b))] = root((p, a))  # the earlier answer stays the class representative
+    result = []
+    for p, problem in enumerate(samples):
+        answers = [s["answer"] for s in problem]
+        classes = [None if a is None else root((p, a)) for a in answers]
+        counts = {c: classes.count(c) for c in dict.fromkeys(c for c in classes if c is not None)}
+        if not counts:
+            result.append(False)
+            continue
+        winner = max(counts, key=counts.get)
+        members = [a if c == winner else None for a, c in zip(answers, classes, strict=True)]
+        result.append(_vote(members, [s["correct"] for s in problem]))
+    return result
+
+
+def program_key(completion: str) -> str | None:
+    """A program as a vote: its syntax tree, so programs differing only in formatting and comments agree."""
+    code = last_code_block(completion)
+    if code is None:
+        return None
+    try:
+        return ast.dump(ast.parse(code))
+    except SyntaxError:
+        return code.strip()
+
+
+def majority_correct_code(samples: list[list[dict]]) -> list[bool]:
+    """maj@n for code: the most frequent program (up to formatting) wins; samples without code do not vote."""
+    return [
+        _vote([program_key(s["completion"]) for s in problem], [s["correct"] for s in problem]) for problem in samples
+    ]
+
+
+def markdown_table(results: dict) -> str:
+    lines = [
+        f"Model: `{results['model']}`",
+        "",
+        "| benchmark | problems | n | pass@1 (± s.e.) | pass@n | maj@n | mean length | truncated |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in results["benchmarks"].items():
+        n = entry["samples_per_problem"]
+        lines.append(
+            f"| {name} | {entry['problems']} | {n} | {100 * entry['pass@1']:.1f} ± {100 * entry['pass@1_stderr']:.1f} "
+            f"| {100 * entry['pass@k'][str(n)]:.1f} | {100 * entry[f'maj@{n}']:.1f} | {entry['mean_length']:.0f} "
+            f"| {100 * entry['truncated']:.1f}% |"
+        )
+    lines += ["", "pass@1, pass@n and maj@n in percent; mean length in tokens."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_pass_at_k(results: dict, path: str | Path) -> None:
+    figure = Figure(figsize=(6, 4))
+    axes = figure.subplots()
+    for name, entry in results["benchmarks"].items():
+        ks = [int(k) for k in entry["pass@k"]]
+        axes.plot(ks, [100 * entry["pass@k"][str(k)] for k in ks], marker="o", label=name)
+    axes.set_xscale("log", base=2)
+    every_k = sorted({int(k) for entry in results["benchmarks"].values() for k in entry["pass@k"]})
+    axes.set_xticks(every_k, [str(k) for k in every_k])
+    axes.set_xlabel("k")
+    axes.set_ylabel("pass@k (%)")
+    axes.set_ylim(0, 100)
+    axes.set_title(f"pass@k: {Path(str(results['model'])).name}")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)

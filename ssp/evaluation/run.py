@@ -1,0 +1,186 @@
+"""`ssp eval`: sample n completions per benchmark problem, score them, and write an auditable report.
+
+Out folder:
+- `eval_config.json`: the model, seed and each benchmark's source and sampling (a resumed run must match them);
+- `samples/<benchmark>.jsonl`: one line per sample (problem id, sample index, completion, extracted answer,
+  gold, correct, length in tokens, truncated);
+- `results.json`, `results.md` (the table) and `pass_at_k.png` (pass@k curves), computed from the sample files.
+
+Problems are generated in chunks of `sampling.batch_size`, each seeded from (seed, benchmark, chunk index) and
+appended to the samples file when scored. A rerun with the same settings keeps every finished chunk, drops the
+lines of an unfinished one and generates only what is missing, so it ends with the results of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ssp.config import RecipeError
+from ssp.data.benchmarks import benchmark_source, get_spec, load_benchmark
+from ssp.evaluation.backends import get_backend
+from ssp.evaluation.evaluate import score_rows
+from ssp.evaluation.presets import resolve_sampling
+from ssp.evaluation.report import benchmark_metrics, markdown_table, plot_pass_at_k
+from ssp.models import looks_like_local_path
+from ssp.rewards.math import extract_answer
+
+
+@dataclass
+class EvalSettings:
+    model: str
+    benchmarks: list[str]
+    out: str = "runs/eval"
+    preset: str | None = None  # None: each benchmark's own preset (math or code, the report's protocol)
+    overrides: dict = field(default_factory=dict)  # sampling fields replacing the preset's, e.g. {"n": 4}
+    limit: int | None = None  # the first N problems of each benchmark
+    data_dir: str | None = None  # read every benchmark from here (the layout of ../shared/data); None: the hub
+    since: str | None = None  # release-date window of dated benchmarks (lcb)
+    until: str | None = None
+    backend: str = "auto"
+    tensor_parallel_size: int = 1
+    dtype: str = "auto"
+    seed: int = 0
+
+
+def run_eval(settings: EvalSettings) -> dict:
+    """Evaluate one model on the benchmarks; returns (and writes) the results."""
+    if not settings.benchmarks:
+        raise RecipeError("no benchmarks given (e.g. --benchmarks aime24,math500)")
+    if looks_like_local_path(settings.model) and not Path(settings.model).expanduser().exists():
+        raise RecipeError(f"model folder not found: {settings.model}")
+    specs = {name: get_spec(name) for name in settings.benchmarks}
+    if (settings.since or settings.until) and "lcb" not in specs:
+        raise RecipeError("--since/--until select LiveCodeBench problems by release date; add lcb to --benchmarks")
+    # Everything that can be wrong with the data or the settings fails here, before any model is loaded.
+    rows, samplings, plans = {}, {}, {}
+    for name, spec in specs.items():
+        window = {"since": settings.since, "until": settings.until} if name == "lcb" else {}
+        rows[name] = load_benchmark(name, settings.data_dir, settings.limit, **window)
+        samplings[name] = resolve_sampling(settings.preset or spec.preset, **settings.overrides)
+        plans[name] = {"source": benchmark_source(name, settings.data_dir), **window}
+        plans[name]["sampling"] = dataclasses.asdict(samplings[name])
+    out = Path(settings.out)
+    config = {"model": settings.model, "seed": settings.seed, "benchmarks": plans}
+    _check_resumable(out, config)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    _write_json(out / "eval_config.json", _merged_config(out, config))
+
+    backend = None
+    for name, spec in specs.items():
+        sampling = samplings[name]
+        path = out / "samples" / f"{name}.jsonl"
+        chunks = [rows[name][i : i + sampling.batch_size] for i in range(0, len(rows[name]), sampling.batch_size)]
+        finished = _keep_finished_chunks(path, chunks, sampling.n)
+        pending = [c for c in range(len(chunks)) if c not in finished]
+        if pending and backend is None:
+            backend = get_backend(
+                settings.model,
+                settings.backend,
+                dtype=settings.dtype,
+                tensor_parallel_size=settings.tensor_parallel_size,
+            )
+        for c in tqdm(pending, desc=f"{name}: chunks of {sampling.batch_size} problems", disable=not pending):
+            chunk = chunks[c]
+            prompts = [[{"role": "user", "content": row["prompt"]}] for row in chunk]
+            generations = backend.generate(prompts, sampling, seed=chunk_seed(settings.seed, name, c), desc=name)
+            correct = score_rows(chunk, generations.texts)
+            with path.open("a") as file:
+                for i, row in enumerate(chunk):
+                    for j, text in enumerate(generations.texts[i]):
+                        record = {"id": row["id"], "sample": j, "completion": text}
+                        if spec.kind == "math":
+                            record.update(answer=extract_answer(text), gold=row["answer"])
+                        record.update(correct=correct[i][j], length=generations.lengths[i][j])
+                        record["truncated"] = generations.truncated[i][j]
+                        file.write(json.dumps(record) + "\n")
+                file.flush()
+                os.fsync(file.fileno())
+
+    results = {"model": settings.model, "seed": settings.seed, "benchmarks": {}}
+    for name, spec in specs.items():
+        samples = _read_samples(out / "samples" / f"{name}.jsonl")
+        metrics = benchmark_metrics(spec.kind, [samples[row["id"]] for row in rows[name]])
+        results["benchmarks"][name] = {**metrics, **plans[name]}  # plus where the problems came from, and how sampled
+    _write_json(out / "results.json", results)
+    _write_text(out / "results.md", markdown_table(results))
+    plot_pass_at_k(results, out / "pass_at_k.png")
+    return results
+
+
+def chunk_seed(seed: int, benchmark: str, chunk: int) -> int:
+    """The sampling seed of one chunk: fixed by the run's seed, the benchmark and the chunk's position."""
+    return zlib.crc32(f"{seed}/{benchmark}/{chunk}".encode())
+
+
+def _check_resumable(out: Path, config: dict) -> None:
+    """The out folder must be new, empty, or an evaluation of the same model with the same seed and settings."""
+    if not out.exists() or not any(out.iterdir()):
+        return
+    previous_path = out / "eval_config.json"
+    if not previous_path.is_file():
+        raise RecipeError(f"{out} holds files but no eval_config.json; use a new or empty --out folder")
+    samples = {path.stem for path in (out / "samples").glob("*.jsonl") if path.stat().st_size}
+    if not samples:
+        return  # nothing generated yet: the settings may change freely
+    previous = json.loads(previous_path.read_text())
+    for key in ("model", "seed"):
+        if previous[key] != config[key]:
+            raise RecipeError(f"{out} holds an evaluation with {key} {previous[key]!r}, not {config[key]!r}")
+    for name, plan in config["benchmarks"].items():
+        old = previous["benchmarks"].get(name)
+        if old is None or name not in samples:
+            continue
+        for key in sorted(set(old) | set(plan)):
+            if old.get(key) != plan.get(key):
+                raise RecipeError(
+                    f"{out} holds {name} samples made with {key} {old.get(key)!r}, not {plan.get(key)!r}; "
+                    f"use a new --out folder"
+                )
+
+
+def _merged_config(out: Path, config: dict) -> dict:
+    path = out / "eval_config.json"
+    if not path.is_file():
+        return config
+    previous = json.loads(path.read_text())
+    return {**config, "benchmarks": {**previous["benchmarks"], **config["benchmarks"]}}
+
+
+def _read_samples(path: Path) -> dict[str, list[dict]]:
+    """Sample records per problem id, by sample index; a torn last line (an interrupted write) is skipped."""
+    by_id: dict[str, dict[int, dict]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            by_id.setdefault(record["id"], {})[record["sample"]] = record
+    return {problem: [samples[j] for j in sorted(samples)] for problem, samples in by_id.items()}
+
+
+def _keep_finished_chunks(path: Path, chunks: list[list[dict]], n: int) -> set[int]:
+    """Indices of chunks whose every problem has n samples on file; the file is rewritten to hold only those."""
+    samples = _read_samples(path)
+    finished = {c for c, chunk in enumerate(chunks) if all(len(samples.get(row["id"], [])) == n for row in chunk)}
+    kept = [record for c in sorted(finished) for row in chunks[c] for record in samples[row["id"]]]
+    _write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
+    return finished
+
+
+def _write_json(path: Path, value) -> None:
+    _write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write through a temporary file, so an interruption never leaves a half-written file."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
