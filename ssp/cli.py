@@ -54,7 +54,10 @@ def _data_parser(sub) -> None:
     clean.add_argument(
         "--benchmarks", default="all", help="comma-separated benchmark names, or all / math / code (default: all)"
     )
-    clean.add_argument("--data-dir", help="benchmark files laid out like ../shared/data (default: the hub)")
+    clean.add_argument(
+        "--data-dir",
+        help="benchmark files laid out like ../shared/data (default: the hub; leetcode and lcb have no hub copy)",
+    )
     clean.add_argument("--n", type=int, default=DEFAULT_N, help=f"words per n-gram (default: {DEFAULT_N})")
     clean.add_argument("--split", default="train", help="split of hub dataset inputs (default: train)")
     clean.add_argument("--name", help="configuration of hub dataset inputs")
@@ -107,7 +110,10 @@ def _eval_parser(sub) -> None:
     parser.add_argument("--model", required=True, help="a local model folder or a hub id")
     parser.add_argument("--benchmarks", required=True, help=f"comma-separated, from: {','.join(BENCHMARKS)}")
     parser.add_argument("--limit", type=int, help="the first N problems of each benchmark")
-    parser.add_argument("--data-dir", help="benchmark files laid out like ../shared/data (default: the hub)")
+    parser.add_argument(
+        "--data-dir",
+        help="benchmark files laid out like ../shared/data (default: the hub; leetcode and lcb have no hub copy)",
+    )
     parser.add_argument("--out", default="runs/eval", help="report folder; rerun with the same one to resume")
     parser.add_argument("--since", help="lcb: keep problems released on or after this date (YYYY-MM-DD)")
     parser.add_argument("--until", help="lcb: keep problems released on or before this date (YYYY-MM-DD)")

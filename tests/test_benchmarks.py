@@ -37,7 +37,12 @@ def test_every_row_of_every_local_benchmark_loads(shared_data, name):
     assert len({row["id"] for row in rows}) == len(rows)
     for row in rows:
         assert row["domain"] == name and row["reward"] == BENCHMARKS[name].reward
-        assert row["problem"].strip() and row["problem"] in row["prompt"]
+        assert row["problem"].strip()
+        if name == "leetcode":  # the statement without rLLM's shared instructions, which the prompt keeps
+            assert row["prompt"].startswith(benchmarks.RLLM_INSTRUCTIONS[0])
+            assert not any(instruction in row["problem"] for instruction in benchmarks.RLLM_INSTRUCTIONS)
+        else:
+            assert row["problem"] in row["prompt"]
         if BENCHMARKS[name].kind == "math":
             assert row["answer"] and row["prompt"].endswith(MATH_INSTRUCTION)
         else:
@@ -154,3 +159,40 @@ def test_hub_loading_failure_is_a_one_line_error(monkeypatch):
     assert "\n" not in str(error.value)
     with pytest.raises(DataError, match="^leetcode: has no hub dataset; pass a data dir holding rllm_code/"):
         load_benchmark("leetcode")
+
+
+def test_duplicate_ids_name_both_rows(tmp_path):
+    (tmp_path / "aime25").mkdir()
+    lines = [{"id": "1", "problem": "1+1?", "answer": "2"}, {"id": "2", "problem": "2+2?", "answer": "4"}]
+    lines.append({"id": "1", "problem": "3+3?", "answer": "6"})
+    (tmp_path / "aime25" / "test.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
+    with pytest.raises(DataError) as error:
+        load_benchmark("aime25", tmp_path)
+    assert str(error.value) == f"aime25: {tmp_path / 'aime25' / 'test.jsonl'} rows 0 and 2 have the same id '1'"
+    assert [row["id"] for row in load_benchmark("aime25", tmp_path, limit=2)] == ["aime25-1", "aime25-2"]
+
+
+def test_lcb_is_local_only_because_its_hub_copy_is_a_dataset_script(monkeypatch):
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the hub was asked")
+
+    monkeypatch.setattr(benchmarks.datasets, "load_dataset", no_hub)
+    with pytest.raises(DataError) as error:
+        load_benchmark("lcb")
+    assert str(error.value) == (
+        "lcb: has no hub dataset (livecodebench/code_generation_lite is a dataset script, which datasets>=4 refuses "
+        "to run); pass a data dir holding livecodebench_subset/test.json"
+    )
+
+
+def test_lcb_reads_records_shaped_like_the_hub_copy(tmp_path):
+    """The fields of livecodebench/code_generation_lite's test*.jsonl, gathered into the local file's JSON array."""
+    tests = json.dumps([{"input": "3\n", "output": "6\n", "testtype": "stdin"}])
+    record = {"question_id": "abc301_a", "question_content": "Print twice N.", "starter_code": ""}
+    record.update(public_test_cases=tests, contest_date="2023-07-01T00:00:00", private_test_cases="eJz...")
+    (tmp_path / "livecodebench_subset").mkdir()
+    (tmp_path / "livecodebench_subset" / "test.json").write_text(json.dumps([record]))
+    (row,) = load_benchmark("lcb", tmp_path, since="2023-06-01")
+    assert row["id"] == "lcb-abc301_a" and row["tests"] == [{"input": "3\n", "output": "6\n"}]
+    program = "```python\nprint(2 * int(input()))\n```"
+    assert score_rows([row], [[program, "```python\nprint(1)\n```"]]) == [[True, False]]

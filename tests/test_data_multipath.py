@@ -13,6 +13,9 @@ from ssp.data.labels import MATH_SUBDOMAINS
 from ssp.data.multipath import MultipathConfig, check_multipath_config, select_paths
 from ssp.data.rl_sets import RLSetConfig, check_rl_set_config
 from ssp.data.synthetic import make_splits
+from ssp.rewards._pool import WorkerStartError
+from ssp.rewards.code import LEETCODE_PRELUDE, CodeResult
+from ssp.rewards.math import MathResult
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SFT = REPO / "recipes" / "demo" / "sft.yaml"
@@ -99,7 +102,14 @@ def test_mixed_teacher_samples_keep_exactly_the_expected_paths(tmp_path, teacher
     assert rows == [
         {"problem": A, "solutions": [A1, A2], "answer": "\\frac{1}{2}", "domain": "algebra"},
         {"problem": B, "solutions": [B1, B2], "answer": "14", "domain": "geometry"},
-        {"problem": "Write add(a, b).", "solutions": [CODE_OK], "answer": None, "domain": "code", "tests": ADD_TESTS},
+        {
+            "problem": "Write add(a, b).",
+            "solutions": [CODE_OK],
+            "answer": None,
+            "domain": "code",
+            "tests": ADD_TESTS,
+            "prelude": "",
+        },
     ]
     report = json.loads((tmp_path / "out" / "sft.report.json").read_text())
     assert report["problems"] == {
@@ -117,6 +127,7 @@ def test_mixed_teacher_samples_keep_exactly_the_expected_paths(tmp_path, teacher
         "too_long": 1,
         "unparseable": 2,
         "wrong": 4,
+        "unverifiable": 0,
         "duplicate": 2,
         "beyond_max_paths": 1,
         "kept": 5,
@@ -153,6 +164,16 @@ def test_select_paths_prefers_the_most_different_and_is_deterministic():
     assert select_paths([], 2, 3, 0.7) == ([], 0, 0)
 
 
+def test_paths_shorter_than_similarity_n_are_compared_on_their_words():
+    # Two words each: no trigram to share, yet one is the other with one word added.
+    assert select_paths(["\\boxed{14}", "So \\boxed{14}"], 4, 3, 0.7) == (["\\boxed{14}"], 1, 0)
+    assert select_paths(["So, \\boxed{14}.", "\\boxed{14}"], 4, 3, 0.7) == (["So, \\boxed{14}."], 1, 0)
+    assert select_paths(["\\boxed{14}", "\\boxed{15}"], 4, 3, 0.7) == (["\\boxed{14}", "\\boxed{15}"], 0, 0)
+    # A whole derivation ending in the same box adds far more than n words: a different path, not a copy.
+    derivation = "Adding the four sides 3 + 4 + 3 + 4 gives \\boxed{14}"
+    assert select_paths(["\\boxed{14}", derivation], 4, 3, 0.7) == (["\\boxed{14}", derivation], 0, 0)
+
+
 @pytest.mark.parametrize(
     "override,message",
     [
@@ -162,6 +183,8 @@ def test_select_paths_prefers_the_most_different_and_is_deterministic():
         ("max_tokens=100", "max_tokens: set tokenizer (or model) to count tokens with"),
         ("sources.0.reward=exact", "sources.0.reward: unknown reward 'exact'"),
         ("max_pathz=2", "unknown key max_pathz"),
+        # The data has code problems, so the code benchmarks are checked by default: leetcode is local-only.
+        ("seed=1", "decontaminate.data_dir: required for leetcode"),
     ],
 )
 def test_bad_recipes_stop_before_writing(tmp_path, teacher_files, capsys, override, message):
@@ -200,6 +223,7 @@ def test_candidates_sampled_with_a_model_are_counted(tmp_path, tiny_model_dir, s
                 "sources": [{"path": path, "fields": {"solution": ""}}],
                 "model": str(tiny_model_dir),
                 "sampling": {"n": 3, "max_new_tokens": 12, "batch_size": 16},
+                "max_tokens": 1000,  # counted with the model's tokenizer; samples cut at 12 tokens are too long
                 "decontaminate": {"enabled": False},
             }
         )
@@ -208,6 +232,7 @@ def test_candidates_sampled_with_a_model_are_counted(tmp_path, tiny_model_dir, s
     report = json.loads((tmp_path / "sampled.report.json").read_text())
     candidates = report["candidates"]
     assert candidates["in"] == 3 * len(problems)
+    assert candidates["too_long"] > 0  # the untrained model's samples run into max_new_tokens
     assert sum(value for name, value in candidates.items() if name != "in") == candidates["in"]
     assert sum(report["paths_per_problem"].values()) == len(problems) == report["problems"]["in"]
     kept = (tmp_path / "sampled.jsonl").read_text().splitlines()
@@ -263,3 +288,92 @@ def test_shipped_data_recipes_validate(recipe_path, shared_data, monkeypatch):
     for source in config.sources:
         if source.fields.domain == "type":  # MATH's subjects: the documented table
             assert source.domain_map == MATH_SUBDOMAINS
+
+
+def leetcode_rows(shared_data, count):
+    """rLLM LeetCode training problems whose reference solutions use `List` without importing it."""
+    rows = json.loads((shared_data / "rllm_code" / "leetcode_train.json").read_text())
+    return [row for row in rows if "List[" in row["solutions"]][:count]
+
+
+def test_each_code_problem_is_checked_with_its_own_prelude(tmp_path, shared_data):
+    first, second = leetcode_rows(shared_data, 2)
+    records = [
+        {
+            "problem": row["problem"],
+            "tests": row["tests"],
+            "setup": setup,
+            "candidate": f"```python\n{row['solutions']}\n```",
+        }
+        for row, setup in ((first, LEETCODE_PRELUDE), (second, ""))
+    ]
+    path = write_jsonl(tmp_path / "leetcode.jsonl", records)
+    fields = {"solution": "candidate", "answer": "", "domain": "", "tests": "tests", "prelude": "setup"}
+    recipe = tmp_path / "r.yaml"
+    source = {"path": path, "fields": fields, "domain": "code", "reward": "code_tests"}
+    recipe.write_text(yaml.safe_dump({"output": str(tmp_path / "out.jsonl"), "sources": [source]}))
+    common = [str(recipe), "decontaminate.enabled=false", "overwrite=true"]
+
+    assert main(["data", "multipath", *common]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(row["problem"], row["prelude"]) for row in rows] == [(first["problem"], LEETCODE_PRELUDE)]
+    report = json.loads((tmp_path / "out.report.json").read_text())
+    assert (report["candidates"]["kept"], report["candidates"]["wrong"]) == (1, 1)  # the second: NameError List
+
+    # leetcode_prelude fills the prelude of problems that have none of their own.
+    assert main(["data", "multipath", *common, "leetcode_prelude=true"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(row["problem"], row["prelude"]) for row in rows] == [
+        (first["problem"], LEETCODE_PRELUDE),
+        (second["problem"], LEETCODE_PRELUDE),
+    ]
+
+
+def test_math_verify_timeouts_are_reported_as_unverifiable(tmp_path, monkeypatch):
+    statuses = iter(["timeout", "error", "correct", "wrong"])
+
+    def check_answers(texts, golds):
+        return [MathResult(status == "correct", status, "1") for status, _ in zip(statuses, texts, strict=False)]
+
+    monkeypatch.setattr("ssp.data.multipath.check_answers", check_answers)
+    rows = [
+        {"problem": "p", "answer": "1", "domain": "algebra", "solution": [f"\\boxed{{1}} ({i})" for i in range(4)]}
+    ]
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "output": str(tmp_path / "o.jsonl"),
+                "sources": [{"path": write_jsonl(tmp_path / "t.jsonl", rows), "reward": "math_verify"}],
+            }
+        )
+    )
+    assert main(["data", "multipath", str(recipe), "decontaminate.enabled=false"]) == 0
+    candidates = json.loads((tmp_path / "o.report.json").read_text())["candidates"]
+    assert (candidates["unverifiable"], candidates["wrong"], candidates["kept"]) == (2, 1, 1)
+
+
+def test_a_failing_sandbox_stops_with_one_line_and_writes_nothing(tmp_path, teacher_files, capsys, monkeypatch):
+    def broken(programs, tests, timeout=10, *, preludes=None):
+        return [
+            CodeResult(False, 0.0, "sandbox_error", ("sandbox_error",), "bwrap: No permissions\nmore")
+            for _ in programs
+        ]
+
+    monkeypatch.setattr("ssp.data.multipath.check_programs", broken)
+    recipe = recipe_file(tmp_path, *teacher_files)
+    assert main(["data", "multipath", recipe, "decontaminate.enabled=false"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "ssp: error: the code sandbox failed on 3 of 3 candidates (bwrap: No permissions); see docs/rewards.md" in err
+    )
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+    def unavailable():
+        raise WorkerStartError("probe program failed: no user namespaces")
+
+    monkeypatch.setattr("ssp.data.multipath.get_sandbox", unavailable)
+    assert main(["data", "multipath", recipe, "decontaminate.enabled=false"]) == 2
+    err = capsys.readouterr().err
+    assert "ssp: error: the code sandbox cannot start (probe program failed: no user namespaces)" in err
+    assert not (tmp_path / "out").exists()

@@ -1,6 +1,7 @@
 """`ssp data rl`: decontaminated prompt/answer and prompt/tests sets that the RL stage's loader reads."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -11,6 +12,8 @@ from ssp.data.labels import MATH_SUBDOMAINS
 from ssp.data.loading import DataError, load_split
 from ssp.rewards.code import LEETCODE_PRELUDE, code_tests
 from ssp.signal.run import rl_dataset
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def read_jsonl(path):
@@ -135,3 +138,117 @@ def test_a_prelude_that_is_not_a_string_is_a_one_line_error(tmp_path):
     source = DataSource(path=str(path), fields=fields, domain="code", reward="code_tests")
     with pytest.raises(DataError, match=r"rl.data.0: row 0: field 'prelude' must be a string of code"):
         load_split([source], TaskConfig(), "rl.data")
+
+
+def hendrycks_row(problem, solution, subject):
+    """A row of EleutherAI/hendrycks_math: no answer field, the answer is boxed in the solution."""
+    return {"problem": problem, "level": "Level 2", "type": subject, "solution": solution}
+
+
+def test_probe_recipe_takes_answers_from_the_boxed_solutions(tmp_path, shared_data):
+    math500 = read_jsonl(shared_data / "math500" / "test.jsonl")[0]
+    subjects = {
+        "algebra": [
+            hendrycks_row("What is $1+1$?", "Adding, $1+1=\\boxed{2}$.", "Algebra"),
+            hendrycks_row("Is 7 prime?", "Yes: it has no divisor but 1 and itself.", "Algebra"),  # no box
+            hendrycks_row(math500["problem"], math500["solution"], "Precalculus"),  # MATH-500's: contaminated
+        ],
+        "geometry": [hendrycks_row("Half of 1?", "First $\\boxed{3}$, no: $\\boxed{\\frac{1}{2}}$.", "Geometry")],
+        "precalculus": [hendrycks_row("What is $\\cos 0$?", "$\\cos 0 = \\boxed{1}$", "Precalculus")],
+        "counting": [hendrycks_row("How many ways to order 3 books?", "$3! = \\boxed{6}$", "Counting & Probability")],
+    }
+    overrides = [f"output={tmp_path / 'probe.jsonl'}", f"decontaminate.data_dir={shared_data}"]
+    for i, (subject, rows) in enumerate(subjects.items()):
+        path = tmp_path / f"{subject}.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        overrides.append(f"sources.{i}.path={path}")
+    assert main(["data", "rl", str(REPO / "recipes" / "data" / "probe_math.yaml"), *overrides]) == 0
+
+    assert read_jsonl(tmp_path / "probe.jsonl") == [
+        {"problem": "What is $1+1$?", "answer": "2", "domain": "algebra"},
+        {"problem": "Half of 1?", "answer": "\\frac{1}{2}", "domain": "geometry"},
+        {"problem": "What is $\\cos 0$?", "answer": "1", "domain": "calculus"},
+        {"problem": "How many ways to order 3 books?", "answer": "6", "domain": "statistics"},
+    ]
+    report = json.loads((tmp_path / "probe.report.json").read_text())
+    assert report["problems"] == {"in": 6, "unmapped": 0, "no_answer": 1, "excluded": 0, "contaminated": 1, "kept": 4}
+
+
+def test_a_math_source_without_answer_or_solution_is_refused(tmp_path, capsys):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"problem": "p", "domain": "algebra"}) + "\n")
+    recipe = {"output": str(tmp_path / "o.jsonl"), "sources": [{"path": str(path), "reward": "math_verify"}]}
+    recipe["sources"][0]["fields"] = {"answer": "", "solution": ""}
+    assert main(["data", "rl", write_recipe(tmp_path, recipe)]) == 2
+    assert "ssp: error: sources.0.fields: math problems need an answer: set fields.answer" in capsys.readouterr().err
+
+
+def leetcode_records(shared_data, preludes):
+    """rLLM LeetCode training problems whose reference solutions use `List` without importing it."""
+    rows = json.loads((shared_data / "rllm_code" / "leetcode_train.json").read_text())
+    rows = [row for row in rows if "List[" in row["solutions"]][: len(preludes)]
+    return [{**row, "setup": prelude} for row, prelude in zip(rows, preludes, strict=True)]
+
+
+def test_leetcode_rows_carry_their_prelude_to_the_code_reward(tmp_path, shared_data):
+    records = leetcode_records(shared_data, [LEETCODE_PRELUDE, ""])
+    path = tmp_path / "leetcode.json"
+    path.write_text(json.dumps(records))
+    fields = {"solution": "", "answer": "", "domain": "", "tests": "tests", "prelude": "setup"}
+    recipe = {
+        "output": str(tmp_path / "code.jsonl"),
+        "sources": [{"path": str(path), "fields": fields, "domain": "code", "reward": "code_tests"}],
+        "decontaminate": {"data_dir": str(shared_data), "benchmarks": ["humaneval"]},
+    }
+    responses = [f"```python\n{record['solutions']}\n```" for record in records]
+
+    def reward_of_reference_solutions():
+        fields = FieldMap(tests="tests", prelude="prelude")
+        source = DataSource(path=str(tmp_path / "code.jsonl"), fields=fields, reward="code_tests")
+        dataset = rl_dataset(load_split([source], TaskConfig(), "rl.data"), "{problem}", None)
+        return code_tests(responses, tests=list(dataset["tests"]), prelude=list(dataset["prelude"]))
+
+    assert main(["data", "rl", write_recipe(tmp_path, recipe)]) == 0
+    rows = read_jsonl(tmp_path / "code.jsonl")
+    expected = [
+        {"problem": r["problem"], "tests": r["tests"], "prelude": r["setup"], "domain": "code"} for r in records
+    ]
+    assert rows == expected
+    assert reward_of_reference_solutions() == [1.0, 0.0]  # the second has no prelude: NameError List
+
+    # leetcode_prelude gives LEETCODE_PRELUDE to the problems without a prelude of their own.
+    assert main(["data", "rl", write_recipe(tmp_path, recipe), "leetcode_prelude=true", "overwrite=true"]) == 0
+    assert [row["prelude"] for row in read_jsonl(tmp_path / "code.jsonl")] == [LEETCODE_PRELUDE] * 2
+    assert reward_of_reference_solutions() == [1.0, 1.0]
+
+
+def test_a_prelude_that_does_not_compile_is_named(tmp_path, shared_data, capsys):
+    path = tmp_path / "leetcode.json"
+    path.write_text(json.dumps(leetcode_records(shared_data, ["from typing import *", "def broken("])))
+    fields = {"solution": "", "answer": "", "domain": "", "tests": "tests", "prelude": "setup"}
+    recipe = {
+        "output": str(tmp_path / "code.jsonl"),
+        "sources": [{"path": str(path), "fields": fields, "domain": "code", "reward": "code_tests"}],
+    }
+    assert main(["data", "rl", write_recipe(tmp_path, recipe), "decontaminate.enabled=false"]) == 2
+    assert "ssp: error: sources.0: row 1: field 'setup' does not compile: " in capsys.readouterr().err
+    assert not (tmp_path / "code.jsonl").exists()
+
+
+def test_code_decontamination_without_a_data_dir_is_refused_up_front(tmp_path, shared_data, capsys):
+    recipe = {
+        "output": str(tmp_path / "code.jsonl"),
+        "sources": [
+            {
+                "path": str(shared_data / "rllm_code" / "codeforces_test.json"),
+                "fields": {"solution": "", "answer": "", "domain": "", "tests": "tests"},
+                "domain": "code",
+                "reward": "code_tests",
+            }
+        ],
+    }
+    assert main(["data", "rl", write_recipe(tmp_path, recipe)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ssp: error: decontaminate.data_dir: required for leetcode")
+    assert "(no hub copy): set it to a folder laid out like ../shared/data" in err
+    assert not (tmp_path / "code.jsonl").exists()

@@ -38,6 +38,39 @@ def test_index_reports_each_benchmark_with_its_row_and_first_shared_gram():
     assert index.summary() == {"a": {"problems": 2, "ngrams": 4}, "b": {"problems": 1, "ngrams": 2}}
 
 
+def test_a_benchmark_problem_shorter_than_n_is_found_inside_a_longer_text():
+    index = BenchmarkIndex({"b": ["A long problem: " + " ".join(["word"] * 12), "Simplify $\\sqrt{242}$."]}, n=10)
+    assert index.matches("First, simplify sqrt(242); then add 3 to it and report the sum.") == [
+        {"benchmark": "b", "benchmark_row": 1, "ngram": "simplify sqrt 242"}
+    ]
+    assert index.matches("Simplify $\\sqrt{242}$.") == [
+        {"benchmark": "b", "benchmark_row": 1, "ngram": "simplify sqrt 242"}
+    ]
+    assert index.matches("Simplify sqrt(2420) and then simplify sqrt 24 2.") == []  # whole words only
+
+
+def test_short_math500_problems_inside_longer_training_text_are_dropped(tmp_path, shared_data):
+    short = [
+        row["problem"]
+        for row in read_jsonl(shared_data / "math500" / "test.jsonl")
+        if len(normalize_words(row["problem"])) < 10
+    ]
+    assert len(short) == 31
+    rows = [
+        {"problem": f"Warm-up before the contest. {problem} Show every step of your work clearly."}
+        for problem in short
+    ]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "clean.jsonl"
+    args = ["--out", str(out), "--benchmarks", "math500", "--data-dir", str(shared_data)]
+    assert main(["data", "decontaminate", str(path), *args]) == 0
+    report = json.loads((tmp_path / "clean.report.json").read_text())
+    assert (report["rows_in"], report["dropped"]) == (31, 31) and out.read_text() == ""
+    for dropped in report["dropped_rows"]:
+        assert dropped["matches"][0]["ngram"] == " ".join(normalize_words(short[dropped["row"]]))
+
+
 def test_groups_expand_and_unknown_names_are_errors():
     assert resolve_benchmarks(["math", "aime24"]) == MATH_BENCHMARKS[1:5] + ["math500", "gsm8k"]
     assert resolve_benchmarks(["code"]) == ["humaneval", "mbpp", "leetcode", "lcb"]
@@ -70,6 +103,20 @@ def test_gsm8k_test_against_itself_drops_everything(tmp_path, shared_data):
     report = json.loads((tmp_path / "clean.report.json").read_text())
     assert (report["rows_in"], report["rows_kept"], report["dropped"]) == (1319, 0, 1319)
     assert out.read_text() == ""
+
+
+def test_leetcode_problems_do_not_match_through_rllm_shared_instructions(tmp_path, shared_data):
+    # Every rLLM LeetCode problem (benchmark and training alike) carries the same instructions: only the
+    # statements may match. A new problem in rLLM's wrapping is kept; the benchmark's own problems are dropped.
+    leetcode = json.loads((shared_data / "rllm_code" / "leetcode_test.json").read_text())
+    wrapped = leetcode[0]["problem"].split("\n\n", 1)[0] + "\n\nReturn the sum of the digits of n written in base 7."
+    rows = [{"problem": wrapped}, {"problem": leetcode[0]["problem"]}]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "clean.jsonl"
+    args = ["--out", str(out), "--benchmarks", "leetcode", "--data-dir", str(shared_data)]
+    assert main(["data", "decontaminate", str(path), *args]) == 0
+    assert read_jsonl(out) == [rows[0]]
 
 
 def test_unrelated_text_drops_nothing_and_rows_pass_unchanged(tmp_path, shared_data):
@@ -116,7 +163,9 @@ def test_math_train_split_against_every_math_benchmark(tmp_path, shared_data):
     [
         (["--benchmarks", "gsm9k"], "--benchmarks: unknown benchmark 'gsm9k'"),
         (["--n", "0"], "--n: must be >= 1, got 0"),
-        (["--field", "statement"], "row 0 has no text field 'statement' (--field)"),
+        (["--field", "statement", "--benchmarks", "math"], "row 0 has no text field 'statement' (--field)"),
+        ([], "--benchmarks: no hub copy of leetcode"),  # the defaults: every benchmark, from the hub
+        (["--benchmarks", "leetcode,aime24"], "--benchmarks: no hub copy of leetcode; pass --data-dir (a folder"),
         (["--data-dir", "/nonexistent/data"], "--data-dir: folder not found: /nonexistent/data"),
     ],
 )
@@ -129,5 +178,6 @@ def test_bad_arguments_are_one_line_errors(tmp_path, shared_data, capsys, args, 
 
 
 def test_missing_input_is_named(tmp_path, capsys):
-    assert main(["data", "decontaminate", str(tmp_path / "gone.jsonl"), "--out", str(tmp_path / "o.jsonl")]) == 2
+    args = ["--out", str(tmp_path / "o.jsonl"), "--benchmarks", "math"]
+    assert main(["data", "decontaminate", str(tmp_path / "gone.jsonl"), *args]) == 2
     assert f"input {tmp_path / 'gone.jsonl'}: file not found" in capsys.readouterr().err

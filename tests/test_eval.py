@@ -6,11 +6,14 @@ import pytest
 from ssp.cli import main
 from ssp.data.benchmarks import BENCHMARKS, MATH_INSTRUCTION
 from ssp.data.loading import DataError
+from ssp.evaluation import report
 from ssp.evaluation import run as eval_run
 from ssp.evaluation.backends import TransformersBackend
 from ssp.evaluation.generation import Generations
-from ssp.evaluation.report import ks_up_to
-from ssp.evaluation.run import EvalSettings, chunk_seed, run_eval
+from ssp.evaluation.report import answer_classes, ks_up_to, majority_correct_math
+from ssp.evaluation.run import EvalSettings, SandboxFailure, chunk_seed, run_eval
+from ssp.rewards import sandbox
+from ssp.rewards._pool import TaskFailure, WorkerStartError
 
 MATH_PROBLEMS = [("What is 1+2?", "3"), ("What is 5+5?", "10"), ("What is 2*3?", "6")]
 # n = 4 answers per problem: all right; one right and a wrong majority; three right, spelled three ways.
@@ -131,9 +134,18 @@ def test_fake_backend_gives_exact_pass_at_k_and_majority_vote(tmp_path, monkeypa
         "answer": "7",
         "gold": "10",
         "correct": False,
+        "status": "wrong",
         "length": 12,
         "truncated": False,
     }
+    assert [sample["status"] for sample in samples[4:8]] == ["correct", "wrong", "wrong", "no_answer"]
+    code_samples = [json.loads(line) for line in (out / "samples" / "humaneval.jsonl").read_text().splitlines()]
+    assert [(s["correct"], s["status"]) for s in code_samples[:4]] == [
+        (False, "wrong"),
+        (True, "ok"),
+        (True, "ok"),
+        (False, "no_code"),
+    ]
 
 
 def test_an_interrupted_evaluation_resumes_without_regenerating_finished_problems(tmp_path, monkeypatch):
@@ -181,6 +193,108 @@ def test_resuming_with_other_settings_is_refused(tmp_path, monkeypatch):
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(eval_run.RecipeError, match="holds files but no eval_config.json"):
         run_eval(EvalSettings(**{**common, "out": str(tmp_path / "other")}))
+
+
+def test_resuming_with_another_limit_is_refused_and_keeps_every_sample(tmp_path, monkeypatch):
+    data_dir = str(write_data(tmp_path / "data"))
+    use_backend(monkeypatch, FakeBackend())
+    common = dict(model="fake-org/m", benchmarks=["aime25"], out=str(tmp_path / "out"), data_dir=data_dir)
+    run_eval(EvalSettings(overrides={"n": 4}, **common))
+    samples_file = tmp_path / "out" / "samples" / "aime25.jsonl"
+    written = samples_file.read_text()
+    assert len(written.splitlines()) == 12
+    config = json.loads((tmp_path / "out" / "eval_config.json").read_text())
+    assert config["benchmarks"]["aime25"]["problem_ids"] == ["aime25-0", "aime25-1", "aime25-2"]
+    with pytest.raises(eval_run.RecipeError) as error:
+        run_eval(EvalSettings(overrides={"n": 4}, limit=2, **common))
+    assert str(error.value) == (
+        f"{tmp_path / 'out'} holds aime25 samples of 3 problems, not of the 2 loaded now (another --limit or data "
+        f"file?); use the same settings or a new --out folder"
+    )
+    other_ids = [{"id": str(i + 5), "problem": p, "answer": a} for i, (p, a) in enumerate(MATH_PROBLEMS)]
+    (tmp_path / "data" / "aime25" / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in other_ids))
+    with pytest.raises(eval_run.RecipeError, match="holds aime25 samples of other problems, not of the 3 loaded"):
+        run_eval(EvalSettings(overrides={"n": 4}, **common))
+    assert samples_file.read_text() == written
+    assert "problem_ids" not in json.loads((tmp_path / "out" / "results.json").read_text())["benchmarks"]["aime25"]
+
+
+def test_unfinished_chunks_are_dropped_but_samples_of_other_problems_are_kept(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    records = [{"id": problem, "sample": j} for problem in ("a", "b", "other") for j in range(2)][:-1]
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    finished = eval_run._keep_finished_chunks(path, [[{"id": "a"}], [{"id": "b"}, {"id": "c"}]], n=2)
+    assert finished == {0}
+    kept = [json.loads(line) for line in path.read_text().splitlines()]
+    assert kept == [records[0], records[1], records[4]]  # b's chunk is unfinished (c has no samples)
+
+
+def failing_sandbox_run(self, jobs, deadlines):
+    return [TaskFailure("crashed", "zygote 3 died\nmore detail")] * len(jobs)
+
+
+def test_a_sandbox_failure_stops_the_run_instead_of_scoring_zero(tmp_path, monkeypatch):
+    data_dir = str(write_data(tmp_path / "data"))
+    common = dict(model="fake-org/m", benchmarks=["aime25", "humaneval"], overrides={"n": 4, "batch_size": 1})
+    use_backend(monkeypatch, FakeBackend())
+    reference = run_eval(EvalSettings(out=str(tmp_path / "clean"), data_dir=data_dir, **common))
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(sandbox.Sandbox, "run", failing_sandbox_run)  # the sandbox is already up: it fails mid-run
+        with pytest.raises(SandboxFailure) as error:
+            run_eval(EvalSettings(out=str(out), data_dir=data_dir, **common))
+    assert str(error.value) == (
+        "the code sandbox failed while scoring humaneval-T/add (zygote 3 died); nothing of this chunk was written, "
+        "so rerunning with the same --out resumes here (docs/rewards.md: the sandbox)"
+    )
+    assert len((out / "samples" / "aime25.jsonl").read_text().splitlines()) == 12
+    assert (out / "samples" / "humaneval.jsonl").read_text() == ""
+    assert run_eval(EvalSettings(out=str(out), data_dir=data_dir, **common)) == reference
+
+
+def test_a_sandbox_that_does_not_start_stops_the_run_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    def no_sandbox():
+        raise WorkerStartError("bubblewrap is not installed (apt-get install bubblewrap)\nmore")
+
+    def no_backend(*args, **kwargs):
+        raise AssertionError("a backend was created")
+
+    monkeypatch.setattr(eval_run, "get_sandbox", no_sandbox)
+    monkeypatch.setattr(eval_run, "get_backend", no_backend)
+    data_dir = str(write_data(tmp_path / "data"))
+    args = ["eval", "--model", "fake-org/m", "--benchmarks", "humaneval", "--data-dir", data_dir]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        "ssp: error: the code sandbox does not start (bubblewrap is not installed (apt-get install bubblewrap)); "
+        "code benchmarks need it (docs/rewards.md: the sandbox)\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_equivalent_answers_are_grouped_by_comparing_with_class_representatives_only(monkeypatch):
+    compared = []
+
+    def counting_check_answers(responses, golds):
+        compared.extend(zip(responses, golds, strict=True))
+        return check_answers(responses, golds)
+
+    check_answers = report.check_answers
+    monkeypatch.setattr(report, "check_answers", counting_check_answers)
+    distinct = [["6", "\\frac{12}{2}", "6.0", "5", "7", "\\frac{10}{2}"], ["1"], ["2", "3"]]
+    assert answer_classes(distinct) == [
+        {"6": "6", "\\frac{12}{2}": "6", "6.0": "6", "5": "5", "7": "7", "\\frac{10}{2}": "5"},
+        {"1": "1"},
+        {"2": "2", "3": "3"},
+    ]
+    # Each answer meets the classes made before it: 0 + 1 + 1 + 1 + 2 + 3 comparisons, then 0, then 0 + 1;
+    # all pairs would be 15 + 0 + 1.
+    assert len(compared) == 9
+    assert ("\\boxed{5}", "\\frac{10}{2}") in compared and ("\\boxed{\\frac{12}{2}}", "5") not in compared
+    samples = [
+        [{"answer": a, "correct": a in ("5", "\\frac{10}{2}")} for a in ["6", "5", "\\frac{10}{2}", None, "7"]],
+        [{"answer": None, "correct": False}],
+    ]
+    assert majority_correct_math(samples) == [True, False]  # the class of 5 (two votes) beats 6 and 7
 
 
 def test_a_malformed_row_stops_the_run_before_any_model_or_output(tmp_path, monkeypatch):

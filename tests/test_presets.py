@@ -85,6 +85,27 @@ def test_the_token_budget_is_clamped_to_the_models_context(tiny_backend, monkeyp
     assert spy.kwargs["max_new_tokens"] == tiny_backend.context - prompt_length == 512 - prompt_length
 
 
+def test_a_batch_over_the_sequence_limit_is_split_into_sub_batches(tiny_model_dir, monkeypatch):
+    backend = TransformersBackend(tiny_model_dir, max_sequences=4)
+    real_generate, sequences = backend.model.generate, []
+
+    def counting_generate(**kwargs):
+        sequences.append(kwargs["input_ids"].shape[0] * kwargs["num_return_sequences"])
+        return real_generate(**kwargs)
+
+    monkeypatch.setattr(backend.model, "generate", counting_generate)
+    prompts = [[{"role": "user", "content": f"{i}+{i}?"}] for i in range(5)]
+    sampling = resolve_sampling("math", n=2, batch_size=5, max_new_tokens=3)
+    first = backend.generate(prompts, sampling, seed=7, progress=False)
+    assert sequences == [4, 4, 2]  # two prompts x 2 samples, twice, then one prompt
+    assert [len(texts) for texts in first.texts] == [2] * 5 and [len(c) for c in first.truncated] == [2] * 5
+    assert backend.generate(prompts, sampling, seed=7, progress=False) == first  # seeded: the same samples again
+    sequences.clear()
+    backend.generate(prompts, dataclasses.replace(sampling, batch_size=2), seed=7, progress=False)
+    assert sequences == [4, 4, 2]  # within the limit: batch_size decides, as before
+    assert TransformersBackend(tiny_model_dir).max_sequences is (64 if torch.cuda.is_available() else None)
+
+
 def test_vllm_sampling_arguments_mean_the_same_as_the_presets():
     for name, sampling in PRESETS.items():
         kwargs = vllm_sampling_kwargs(sampling, max_tokens=100, seed=3)

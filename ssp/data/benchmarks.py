@@ -33,6 +33,13 @@ STDIN_INSTRUCTION = (
     "Write the complete program in Python, in one ```python code block."
 )
 
+# rLLM's LeetCode problems wrap each statement in these sentences; as n-grams they would match every LeetCode-style
+# training problem, so a row's `problem` (what decontamination compares) leaves them out.
+RLLM_INSTRUCTIONS = (
+    "Please solve the programming task below using a self-contained code snippet in a markdown code block.",
+    "Please complete the following python code precisely:",
+)
+
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
@@ -41,7 +48,8 @@ class BenchmarkSpec:
     name: str
     kind: str  # math | code
     local_path: str  # relative to a data dir laid out like ../shared/data
-    hub_id: str | None  # a `datasets` hub id; None when the benchmark has no public hub copy in this shape
+    hub_id: str | None  # a `datasets` hub id; None when the benchmark has no hub copy `datasets` can load
+    no_hub_reason: str = ""  # why hub_id is None, told to whoever runs it without a data dir
     hub_split: str = "test"
     hub_config: str | None = None
     # Row field -> candidate column names, first present wins (the local file and the hub copy may differ).
@@ -140,11 +148,14 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         preset="code",
     ),
     # LiveCodeBench-style; the local copy is DeepCoder's public-test subset (2024-08..2025-01), without dates.
+    # Hub field names (question_content, question_id, public_test_cases, contest_date) are read too, so a JSON
+    # array of the hub repository's test*.jsonl records works as the local file (docs/evaluation.md).
     "lcb": BenchmarkSpec(
         "lcb",
         "code",
         "livecodebench_subset/test.json",
-        "livecodebench/code_generation_lite",
+        None,
+        no_hub_reason="livecodebench/code_generation_lite is a dataset script, which datasets>=4 refuses to run",
         problem_columns=("problem", "question_content"),
         answer_columns=(),
         id_columns=("id", "question_id"),
@@ -172,7 +183,8 @@ def benchmark_source(name: str, data_dir: str | Path | None = None) -> str:
     if data_dir is not None:
         return str(Path(data_dir).expanduser() / spec.local_path)
     if spec.hub_id is None:
-        raise DataError(f"{name}: has no hub dataset; pass a data dir holding {spec.local_path}")
+        reason = f" ({spec.no_hub_reason})" if spec.no_hub_reason else ""
+        raise DataError(f"{name}: has no hub dataset{reason}; pass a data dir holding {spec.local_path}")
     return spec.hub_id
 
 
@@ -202,7 +214,7 @@ def load_benchmark(
     records = _read(spec, source, is_local)
     window = (_as_date(since, name, "since"), _as_date(until, name, "until"))
     keep_ids = spec.id_range if id_range is _DEFAULT else id_range
-    rows = []
+    rows, first_index = [], {}  # row id -> index of the record that gave it
     for index, record in enumerate(records):
         where = f"{name}: {source} row {index}"
         if not isinstance(record, dict):
@@ -212,7 +224,11 @@ def load_benchmark(
             continue
         if window != (None, None) and not _released_in(record, spec, window, where):
             continue
-        rows.append(_row(spec, record, index, raw_id, where))
+        row = _row(spec, record, index, raw_id, where)
+        if row["id"] in first_index:  # samples and results are keyed by id, so two rows would merge into one
+            raise DataError(f"{name}: {source} rows {first_index[row['id']]} and {index} have the same id {raw_id!r}")
+        first_index[row["id"]] = index
+        rows.append(row)
         if limit is not None and len(rows) == limit:
             break
     if not rows:
@@ -260,6 +276,10 @@ def _row(spec: BenchmarkSpec, record: dict, index: int, raw_id, where: str) -> d
         template = spec.starter_prompt_template if starter and spec.starter_prompt_template else spec.prompt_template
         row.update(tests=tests, prelude=prelude, solutions=[solution] if solution else [])
         row["prompt"] = template.replace("{starter}", starter).replace("{problem}", problem)
+        if spec.tests_format == "leetcode":  # the statement without rLLM's instructions, which every problem shares
+            for instruction in RLLM_INSTRUCTIONS:
+                row["problem"] = row["problem"].replace(instruction, "")
+            row["problem"] = row["problem"].strip()
     row.update(domain=spec.name, reward=spec.reward)
     return row
 

@@ -2,8 +2,11 @@
 
 Normalisation (the report's): lower-case, every run of punctuation, symbols and whitespace becomes one space, and
 the text is split into words, so `$x^2+1$` reads `x 2 1`. n-grams are n consecutive words (n = 10 by default).
-A text shorter than n words is one gram, the whole text, so a short problem is caught when it is repeated verbatim.
-Benchmarks are loaded by name with `ssp.data.benchmarks.load_benchmark` (local files in `data_dir`, or the hub).
+A text shorter than n words is one gram, the whole text. A benchmark problem shorter than n words (31 of MATH-500's,
+such as `Simplify $\\sqrt{242}$.`) also matches a training text whose normalised words contain its own as one run
+of whole words, so a short problem is caught inside a longer one too.
+Benchmarks are loaded by name with `ssp.data.benchmarks.load_benchmark` (local files in `data_dir`, or the hub);
+those without a hub copy (`spec.hub_id` None) need `data_dir`, which is checked before any work.
 """
 
 from __future__ import annotations
@@ -69,11 +72,24 @@ def resolve_benchmarks(names: list[str], key: str = "benchmarks") -> list[str]:
     return resolved
 
 
-def check_config(config: DecontaminateConfig, key: str = "decontaminate") -> None:
+def without_hub_copy(names: list[str]) -> list[str]:
+    """The benchmarks that only load from a data dir (no public hub copy in their shape)."""
+    return [name for name in names if BENCHMARKS[name].hub_id is None]
+
+
+def check_config(config: DecontaminateConfig, kinds: set[str], key: str = "decontaminate") -> None:
+    """Check the step's settings before any work; `kinds` (math, code) are those of the sources' rewards."""
+    if not config.enabled:
+        return
     if config.n < 1:
         raise RecipeError(f"{key}.n: must be >= 1, got {config.n}")
-    if config.benchmarks:
-        resolve_benchmarks(config.benchmarks, f"{key}.benchmarks")
+    names = resolve_benchmarks(config.benchmarks or sorted(kinds), f"{key}.benchmarks")
+    if config.data_dir is None and without_hub_copy(names):
+        local_only = ", ".join(without_hub_copy(names))
+        raise RecipeError(
+            f"{key}.data_dir: required for {local_only} (no hub copy): set it to a folder laid out like "
+            f"../shared/data, or leave {local_only} out of {key}.benchmarks"
+        )
     if config.data_dir is not None and not Path(config.data_dir).is_dir():
         raise RecipeError(f"{key}.data_dir: folder not found: {config.data_dir}")
 
@@ -84,13 +100,20 @@ class BenchmarkIndex:
     def __init__(self, problems: dict[str, list[str]], n: int = DEFAULT_N):
         self.n = n
         self.grams: dict[str, dict[str, int]] = {}
+        # Problems shorter than n words have no n-gram a longer text could share: they are matched as phrases.
+        self.short: dict[str, dict[str, int]] = {}
         self.sizes = {name: len(texts) for name, texts in problems.items()}
         for name, texts in problems.items():
             grams: dict[str, int] = {}
+            short: dict[str, int] = {}
             for row, text in enumerate(texts):
                 for gram in ngrams(text, n):
                     grams.setdefault(gram, row)
+                words = normalize_words(text)
+                if 0 < len(words) < n:
+                    short.setdefault(" ".join(words), row)
             self.grams[name] = grams
+            self.short[name] = short
 
     @classmethod
     def load(cls, names: list[str], data_dir: str | None, n: int = DEFAULT_N) -> BenchmarkIndex:
@@ -102,11 +125,16 @@ class BenchmarkIndex:
     def matches(self, text: str) -> list[dict]:
         """One entry per benchmark sharing an n-gram with `text`: the benchmark, its row and the first such n-gram."""
         grams = ngrams(text, self.n)
+        padded = f" {' '.join(normalize_words(text))} "  # spaces on both sides: phrases match whole words only
         found = []
         for name, index in self.grams.items():
             gram = next((g for g in grams if g in index), None)
             if gram is not None:
                 found.append({"benchmark": name, "benchmark_row": index[gram], "ngram": gram})
+                continue
+            phrase = next((p for p in self.short[name] if f" {p} " in padded), None)
+            if phrase is not None:
+                found.append({"benchmark": name, "benchmark_row": self.short[name][phrase], "ngram": phrase})
         return found
 
     def summary(self) -> dict:
@@ -171,6 +199,12 @@ def run_decontaminate(
     if data_dir is not None and not Path(data_dir).is_dir():
         raise RecipeError(f"--data-dir: folder not found: {data_dir}")
     names = resolve_benchmarks(list(benchmarks), "--benchmarks")
+    if data_dir is None and without_hub_copy(names):
+        local_only = ", ".join(without_hub_copy(names))
+        raise RecipeError(
+            f"--benchmarks: no hub copy of {local_only}; pass --data-dir (a folder laid out like ../shared/data) "
+            "or choose other benchmarks, e.g. --benchmarks math"
+        )
     for path in inputs:
         if looks_like_local_path(path) and not Path(path).expanduser().exists():
             raise RecipeError(f"input {path}: file not found")

@@ -3,13 +3,14 @@
 1. read the sources' problems and candidate solutions (rows repeating a problem, or a list field), label each
    problem's subdomain, drop problems sharing an n-gram with a benchmark;
 2. optionally sample more candidates per problem with a model (`model`, `sampling`);
-3. reject candidates over the length limit, without a final answer (unparseable), or whose answer the rewards'
-   checker finds wrong (math-verify / boxed match / the code sandbox);
+3. reject candidates over the length limit, without a final answer (unparseable), whose answer the rewards'
+   checker finds wrong (math-verify / boxed match / the code sandbox, with each problem's prelude), or that
+   math-verify could not decide (timeout or error: unverifiable);
 4. of each problem's correct candidates, reject near-duplicates (word n-gram Jaccard similarity at or above
    `duplicate_threshold` with an earlier one), then keep at most `max_paths`, chosen greedily so that each next
    path is the one least similar to those already chosen (max-min diversity; ties go to the earlier candidate);
-5. write one row per problem with at least one path, `{"problem", "solutions", "answer", "domain"}` (+ `tests`),
-   solutions in the order chosen, and the report next to it (`<output stem>.report.json`).
+5. write one row per problem with at least one path, `{"problem", "solutions", "answer", "domain"}` (+ `tests`
+   and `prelude` for code), solutions in the order chosen, and the report next to it (`<output stem>.report.json`).
 """
 
 from __future__ import annotations
@@ -22,18 +23,19 @@ from typing import Literal
 from tqdm.auto import tqdm
 
 from ssp.config import DataSource, RecipeError, SamplingConfig, check_model_path
-from ssp.data.decontaminate import DecontaminateConfig, check_config, ngrams
+from ssp.data.decontaminate import DecontaminateConfig, check_config, normalize_words
 from ssp.data.loading import user_prompt
 from ssp.data.outputs import check_output, format_table, report_path, write_outputs
-from ssp.data.problems import ProblemReader, check_sources, decontaminate
+from ssp.data.problems import ProblemReader, check_sources, decontaminate, kind_of, kinds_of
 from ssp.evaluation.backends import get_backend
 from ssp.models import load_tokenizer
 from ssp.rewards.boxed import normalize_answer
 from ssp.rewards.code import LEETCODE_PRELUDE, check_programs
 from ssp.rewards.extract import last_boxed, last_code_block
 from ssp.rewards.math import check_answers
+from ssp.rewards.sandbox import get_sandbox
 
-REJECTIONS = ("too_long", "unparseable", "wrong", "duplicate", "beyond_max_paths")
+REJECTIONS = ("too_long", "unparseable", "wrong", "unverifiable", "duplicate", "beyond_max_paths")
 CHECK_CHUNK = 512  # candidates per call to a checker (the progress bar moves after each)
 
 
@@ -55,7 +57,7 @@ class MultipathConfig:
     duplicate_threshold: float = 0.7  # Jaccard similarity at or above which a path duplicates an earlier one
     max_tokens: int | None = None  # longer candidates are rejected; counted with `tokenizer`
     tokenizer: str | None = None  # for max_tokens; default: `model`
-    leetcode_prelude: bool = False  # run ssp.rewards.code.LEETCODE_PRELUDE before each code candidate
+    leetcode_prelude: bool = False  # code problems without their own prelude get ssp.rewards.code.LEETCODE_PRELUDE
     decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
 
 
@@ -81,31 +83,65 @@ def check_multipath_config(config: MultipathConfig) -> None:
             raise RecipeError("max_tokens: set tokenizer (or model) to count tokens with")
     if config.tokenizer is not None:
         check_model_path(config.tokenizer, "tokenizer")
-    check_config(config.decontaminate)
+    check_config(config.decontaminate, kinds_of(config.sources))
+
+
+class SandboxError(RecipeError):
+    """The code sandbox cannot check candidates (the CLI prints it as one line)."""
 
 
 def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
+def word_grams(words: list[str], n: int) -> set[str]:
+    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def similarity(a: list[str], b: list[str], n: int, grams: tuple[set[str], set[str]] | None = None) -> float:
+    """How alike two paths are, from their normalised words: the Jaccard similarity of their word n-grams.
+
+    When the shorter has fewer than n words, both are compared on grams of its length, and a short path whose
+    words occur as one run inside the other, which adds fewer than n words to them, is a copy (1.0): `\\boxed{14}`
+    and `So \\boxed{14}`. `grams` are the two paths' n-grams when already computed.
+    """
+    shorter, longer = sorted((a, b), key=len)
+    size = min(n, len(shorter))
+    if size == 0:
+        return 0.0 if longer else 1.0
+    if size == n:
+        return jaccard(*grams) if grams else jaccard(word_grams(a, n), word_grams(b, n))
+    if len(longer) - len(shorter) < n and f" {' '.join(shorter)} " in f" {' '.join(longer)} ":
+        return 1.0
+    return jaccard(word_grams(a, size), word_grams(b, size))
+
+
 def select_paths(paths: list[str], max_paths: int, n: int, threshold: float) -> tuple[list[str], int, int]:
     """(the chosen paths, duplicates rejected, distinct paths beyond max_paths) for one problem's correct paths."""
-    grams = [set(ngrams(path, n)) for path in paths]
+    words = [normalize_words(path) for path in paths]
+    grams = [word_grams(w, n) for w in words]
+    cache: dict[tuple[int, int], float] = {}
+
+    def alike(i: int, j: int) -> float:
+        if (i, j) not in cache:
+            cache[(i, j)] = similarity(words[i], words[j], n, (grams[i], grams[j]))
+        return cache[(i, j)]
+
     distinct: list[int] = []
     for i in range(len(paths)):
-        if all(jaccard(grams[i], grams[j]) < threshold for j in distinct):
+        if all(alike(i, j) < threshold for j in distinct):
             distinct.append(i)
     chosen, remaining = distinct[:1], distinct[1:]
     while remaining and len(chosen) < max_paths:
         # The path farthest from its nearest chosen path; max() keeps the first (earliest) of equals.
-        best = max(remaining, key=lambda i: min(1 - jaccard(grams[i], grams[j]) for j in chosen))
+        best = max(remaining, key=lambda i: min(1 - alike(i, j) for j in chosen))
         chosen.append(best)
         remaining.remove(best)
     return [paths[i] for i in chosen], len(paths) - len(distinct), len(remaining)
 
 
-def verify(problems: list[dict], leetcode_prelude: bool) -> list[list[str]]:
-    """Each candidate's status: correct, unparseable or wrong (too_long where it was rejected before)."""
+def verify(problems: list[dict]) -> list[list[str]]:
+    """Each candidate's status: correct, unparseable, wrong or unverifiable (too_long where rejected before)."""
     statuses = [["too_long" if c is None else "" for c in p["candidates"]] for p in problems]
     items = [(p, c) for p, row in enumerate(statuses) for c, status in enumerate(row) if status != "too_long"]
     with tqdm(total=len(items), desc="checking candidates") as progress:
@@ -116,21 +152,27 @@ def verify(problems: list[dict], leetcode_prelude: bool) -> list[list[str]]:
                 by_reward.setdefault(problems[p]["reward"], []).append((p, c))
             for reward, pairs in by_reward.items():
                 texts = [problems[p]["candidates"][c] for p, c in pairs]
-                found = check_candidates(reward, [problems[p] for p, _ in pairs], texts, leetcode_prelude)
+                found = check_candidates(reward, [problems[p] for p, _ in pairs], texts)
                 for (p, c), status in zip(pairs, found, strict=True):
                     statuses[p][c] = status
             progress.update(len(chunk))
     return statuses
 
 
-def check_candidates(reward: str, problems: list[dict], texts: list[str], leetcode_prelude: bool) -> list[str]:
+def check_candidates(reward: str, problems: list[dict], texts: list[str]) -> list[str]:
     """The status of each text as a solution of its problem, checked with the problem's reward."""
     if reward == "code_tests":
         programs = [last_code_block(text) for text in texts]
-        prelude = LEETCODE_PRELUDE if leetcode_prelude else None
-        results = check_programs(programs, [problem["tests"] for problem in problems], preludes=prelude)
-        if any(result.status == "sandbox_error" for result in results):
-            raise RuntimeError("the code sandbox failed; see docs/rewards.md for what it needs")
+        tests = [problem["tests"] for problem in problems]
+        results = check_programs(programs, tests, preludes=[problem["prelude"] for problem in problems])
+        failures = [result for result in results if result.status == "sandbox_error"]
+        if failures:
+            # A broken sandbox would reject every candidate as wrong: stop instead of writing an empty set.
+            detail = failures[0].message.splitlines()[0] if failures[0].message else "no detail"
+            raise SandboxError(
+                f"the code sandbox failed on {len(failures)} of {len(results)} candidates ({detail}); "
+                "see docs/rewards.md for what it needs"
+            )
         return [_code_status(result.status) for result in results]
     if reward == "math_verify":
         results = check_answers(texts, [problem["answer"] for problem in problems])
@@ -145,7 +187,19 @@ def check_candidates(reward: str, problems: list[dict], texts: list[str], leetco
 
 
 def _math_status(status: str) -> str:
-    return {"correct": "correct", "no_answer": "unparseable", "too_long": "too_long"}.get(status, "wrong")
+    # timeout / error: math-verify could not decide, which says nothing about the candidate.
+    statuses = {"correct": "correct", "no_answer": "unparseable", "too_long": "too_long"}
+    return statuses.get(status, "unverifiable" if status in ("timeout", "error") else "wrong")
+
+
+def start_code_sandbox() -> None:
+    """Start the code sandbox before any sampling, so a machine without one stops in one line, early."""
+    try:
+        get_sandbox()
+    except (RuntimeError, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = f"the code sandbox cannot start ({reason}); see docs/rewards.md for what it needs"
+        raise SandboxError(message) from None
 
 
 def _code_status(status: str) -> str:
@@ -171,17 +225,19 @@ def run_multipath(config: MultipathConfig) -> dict:
     """Build the multi-path SFT set; returns the report (also written next to the output)."""
     started = time.perf_counter()
     check_multipath_config(config)
-    reader = ProblemReader()
+    reader = ProblemReader(default_prelude=LEETCODE_PRELUDE if config.leetcode_prelude else "")
     problems = reader.read(config.sources, "sources", with_candidates=True)
     counts = reader.counts
     read_candidates = sum(len(p["candidates"]) for p in problems)
     problems, contamination = decontaminate(problems, config.decontaminate)
     candidates_dropped = counts["candidates_set_aside"] + read_candidates - sum(len(p["candidates"]) for p in problems)
+    if any(kind_of(problem) == "code" for problem in problems):
+        start_code_sandbox()
     if config.model is not None and problems:
         counts["candidates_in"] += sample_candidates(config, problems)
     if config.max_tokens is not None:
         mark_too_long(problems, load_tokenizer(config.tokenizer or config.model), config.max_tokens)
-    statuses = verify(problems, config.leetcode_prelude)
+    statuses = verify(problems)
 
     rejected = Counter({name: 0 for name in REJECTIONS})
     histogram = Counter({size: 0 for size in range(config.max_paths + 1)})
@@ -199,8 +255,9 @@ def run_multipath(config: MultipathConfig) -> dict:
             continue
         row = {"problem": problem["problem"], "solutions": paths, "answer": problem["answer"]}
         row["domain"] = problem["domain"]
-        if "tests" in problem:
+        if kind_of(problem) == "code":
             row["tests"] = problem["tests"]
+            row["prelude"] = problem["prelude"]  # "" when none: every code row has the column
         rows.append(row)
         domain = by_subdomain.setdefault(problem["domain"], {"problems": 0, "paths": 0})
         domain["problems"] += 1
@@ -234,14 +291,17 @@ def run_multipath(config: MultipathConfig) -> dict:
 
 
 def mark_too_long(problems: list[dict], tokenizer, max_tokens: int) -> None:
-    """Replace candidates longer than `max_tokens` tokens by None (verify() counts them as too_long)."""
+    """Replace candidates longer than `max_tokens` tokens by None (verify() counts them as too_long).
+
+    Candidates already None (samples cut at the token budget) stay None; only the texts are tokenized.
+    """
     for problem in tqdm(problems, desc="measuring lengths", leave=False):
-        if not problem["candidates"]:
+        texts = [text for text in problem["candidates"] if text is not None]
+        if not texts:
             continue
-        ids = tokenizer(problem["candidates"], add_special_tokens=False)["input_ids"]
+        lengths = iter(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
         problem["candidates"] = [
-            text if len(tokens) <= max_tokens else None
-            for text, tokens in zip(problem["candidates"], ids, strict=True)
+            None if text is None or next(lengths) > max_tokens else text for text in problem["candidates"]
         ]
 
 

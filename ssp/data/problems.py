@@ -1,8 +1,11 @@
 """Reading problems for the `ssp data` commands: validated, labelled by subdomain, grouped, decontaminated.
 
-A problem is `{"problem", "answer", "domain", "reward", "tests" (code only), "candidates": [str, ...]}`; records
-repeating a problem text add their candidates to the first one (whose answer, tests and label are kept).
-Math problems need an answer to check candidates against (and for the RL reward); code problems need tests.
+A problem is `{"problem", "answer", "domain", "reward", "tests" + "prelude" (code only), "candidates": [str, ...]}`;
+records repeating a problem text add their candidates to the first one (whose answer, tests and label are kept).
+Math problems need an answer to check candidates against (and for the RL reward): `fields.answer`, or with
+`fields.answer: ""` the last `\\boxed{}` of the row's first solution (MATH's `solution`), as the stages' loader
+reads it. Code problems need tests, and may carry a prelude (`fields.prelude`: code run before the program, such
+as LeetCode's imports and `ListNode`); `default_prelude` fills it for code problems without one.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from ssp.data.decontaminate import BenchmarkIndex, ContaminationLog, Decontamina
 from ssp.data.labels import LabelCounter, raw_label
 from ssp.data.loading import DataError, read_records
 from ssp.rewards.code import parse_tests
+from ssp.rewards.extract import last_boxed
 from ssp.rewards.math import normalize_gold
 
 
@@ -24,6 +28,16 @@ def check_sources(sources: list[DataSource], key: str) -> None:
         if source.path == "synthetic":
             raise RecipeError(f"{key}.{i}.path: a file or hub dataset is required (the synthetic task is built in)")
         check_source(source, f"{key}.{i}")
+        if source.reward != "code_tests" and not source.fields.answer and not source.fields.solution:
+            raise RecipeError(
+                f"{key}.{i}.fields: math problems need an answer: set fields.answer, or fields.solution to take "
+                "the last \\boxed{} of each row's first solution"
+            )
+
+
+def kinds_of(sources: list[DataSource]) -> set[str]:
+    """The kinds (math, code) of the sources' rewards: the benchmarks decontamination checks by default."""
+    return {"code" if source.reward == "code_tests" else "math" for source in sources}
 
 
 def kind_of(problem: dict) -> str:
@@ -33,7 +47,8 @@ def kind_of(problem: dict) -> str:
 class ProblemReader:
     """Reads every source into problems and counts what it sets aside: unmapped, no_answer, excluded."""
 
-    def __init__(self):
+    def __init__(self, default_prelude: str = ""):
+        self.default_prelude = default_prelude  # the prelude of code problems whose source gives none
         self.labels = LabelCounter()
         self.counts: Counter[str] = Counter()  # problems_in, accepted, unmapped, no_answer, ...
 
@@ -93,9 +108,15 @@ class ProblemReader:
             except ValueError as exc:
                 raise DataError(f"{where}: field {source.fields.tests!r}: {exc}") from None
             problem["tests"] = tests
-        else:
+            problem["prelude"] = _prelude(record, source, where) or self.default_prelude
+        elif source.fields.answer:
             raw = _required(record, source.fields.answer, "answer", where, "math problems are checked against it")
             problem["answer"] = normalize_gold(raw)  # None when empty: the problem is set aside as no_answer
+        else:
+            # fields.answer empty: the gold is the last \boxed{} of the first solution (MATH's reference solutions).
+            solutions = _candidates(record, source, where)
+            boxed = last_boxed(solutions[0]) if solutions else None
+            problem["answer"] = None if boxed is None else normalize_gold(boxed)  # None: set aside as no_answer
         problem["candidates"] = []
         return problem
 
@@ -105,6 +126,21 @@ def _required(record: dict, column: str, name: str, where: str, why: str = ""):
         reason = f": {why}" if why else ""
         raise DataError(f"{where} has no field {column!r} (fields.{name}){reason}")
     return record[column]
+
+
+def _prelude(record: dict, source: DataSource, where: str) -> str:
+    """The row's prelude (empty when the source has no prelude column); it must be Python that compiles."""
+    column = source.fields.prelude
+    if not column:
+        return ""
+    prelude = _required(record, column, "prelude", where)
+    if not isinstance(prelude, str):
+        raise DataError(f"{where}: field {column!r} must be a string of code")
+    try:
+        compile(prelude, "<prelude>", "exec")
+    except SyntaxError as exc:
+        raise DataError(f"{where}: field {column!r} does not compile: {exc.msg} (line {exc.lineno})") from None
+    return prelude
 
 
 def _candidates(record: dict, source: DataSource, where: str) -> list[str]:

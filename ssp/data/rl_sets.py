@@ -1,9 +1,10 @@
 """`ssp data rl RECIPE`: RL prompt sets in the shape `ssp rl` reads through `rl.data`.
 
 Math rows are `{"problem", "answer", "domain"}` (the gold answer normalised as the math rewards read it: the text
-after GSM8K's `####`, a boxed solution's last box, numbers as text); code rows are `{"problem", "tests", "domain"}`.
-Both read with the default field mapping (code: `fields: {tests: tests}`). Problems are labelled by subdomain,
-repeated problem texts kept once, and every problem sharing an n-gram with a benchmark is dropped.
+after GSM8K's `####`, a boxed solution's last box, numbers as text); code rows are
+`{"problem", "tests", "prelude", "domain"}` (`prelude`: code the reward runs before the program, "" when none).
+Both read with the default field mapping (code: `fields: {tests: tests, prelude: prelude}`). Problems are labelled
+by subdomain, repeated problem texts kept once, and every problem sharing an n-gram with a benchmark is dropped.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass, field
 from ssp.config import DataSource, RecipeError
 from ssp.data.decontaminate import DecontaminateConfig, check_config
 from ssp.data.outputs import check_output, format_table, report_path, write_outputs
-from ssp.data.problems import ProblemReader, check_sources, decontaminate, kind_of
+from ssp.data.problems import ProblemReader, check_sources, decontaminate, kind_of, kinds_of
+from ssp.rewards.code import LEETCODE_PRELUDE
 
 
 @dataclass
@@ -22,24 +24,25 @@ class RLSetConfig:
     output: str = ""  # the JSONL written; the report goes next to it as <stem>.report.json
     overwrite: bool = False
     sources: list[DataSource] = field(default_factory=list)  # problems with an answer (math) or tests (code)
+    leetcode_prelude: bool = False  # code problems without their own prelude get ssp.rewards.code.LEETCODE_PRELUDE
     decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
 
 
 def check_rl_set_config(config: RLSetConfig) -> None:
     check_output(config.output, config.overwrite)
     check_sources(config.sources, "sources")
-    kinds = {"code" if source.reward == "code_tests" else "math" for source in config.sources}
+    kinds = kinds_of(config.sources)
     if len(kinds) > 1:
         # `ssp rl` scores a file with one reward; code and math are separate curriculum stages.
         raise RecipeError("sources: mixes math and code rewards; write one set per kind (one file per RL stage)")
-    check_config(config.decontaminate)
+    check_config(config.decontaminate, kinds)
 
 
 def run_rl_set(config: RLSetConfig) -> dict:
     """Write the RL prompt set; returns the report (also written next to the output)."""
     started = time.perf_counter()
     check_rl_set_config(config)
-    reader = ProblemReader()
+    reader = ProblemReader(default_prelude=LEETCODE_PRELUDE if config.leetcode_prelude else "")
     problems = reader.read(config.sources, "sources", with_candidates=False)
     problems, contamination = decontaminate(problems, config.decontaminate)
     rows = []
@@ -48,6 +51,7 @@ def run_rl_set(config: RLSetConfig) -> dict:
         row = {"problem": problem["problem"]}
         if kind_of(problem) == "code":
             row["tests"] = problem["tests"]
+            row["prelude"] = problem["prelude"]  # "" when none: every code row has the column
         else:
             row["answer"] = problem["answer"]
         row["domain"] = problem["domain"]

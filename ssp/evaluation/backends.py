@@ -6,7 +6,9 @@ cut at the token budget or at the model's context (`truncated`). Generation neve
 prompt that leaves no room at all gets `n` empty, truncated completions.
 
 - `TransformersBackend`: batched `model.generate` (`ssp.evaluation.generation.sample`), CPU or GPU (bf16 and
-  `device_map="auto"` on GPU, float32 on CPU).
+  `device_map="auto"` on GPU, float32 on CPU). On GPU one `generate` call holds at most `GPU_MAX_SEQUENCES`
+  sequences (prompts x n): a larger batch is split into sub-batches of `max(1, GPU_MAX_SEQUENCES // n)` prompts,
+  sampled one after the other from the same seed, so results stay deterministic.
 - `VLLMBackend`: vLLM (the optional extra `ssp[vllm]`, CUDA only), with tensor parallelism.
 
 `get_backend(model_path, backend="auto")` picks vLLM when it is importable and a GPU is present.
@@ -14,6 +16,7 @@ prompt that leaves no room at all gets `n` empty, truncated completions.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -25,6 +28,9 @@ from ssp.evaluation.generation import Generations, sample
 from ssp.models import load_model, load_tokenizer, looks_like_local_path, resolve_dtype
 
 BACKENDS = ("auto", "transformers", "vllm")
+# Sequences per transformers `generate` call on GPU: the eval defaults (64 prompts x n = 64) would put 4,096 long
+# sequences in one call and run out of memory. CPU runs keep whole batches (no limit).
+GPU_MAX_SEQUENCES = 64
 
 
 class BackendError(RecipeError):
@@ -75,7 +81,15 @@ def _no_room(n: int) -> tuple[list[str], list[int], list[bool]]:
 class TransformersBackend:
     name = "transformers"
 
-    def __init__(self, model_path: str | Path, dtype: str = "auto", chat_template: str | None = None):
+    def __init__(
+        self,
+        model_path: str | Path,
+        dtype: str = "auto",
+        chat_template: str | None = None,
+        max_sequences: int | None = None,
+    ):
+        """`max_sequences`: the most sequences (prompts x n) one `generate` call holds; by default
+        `GPU_MAX_SEQUENCES` on GPU and no limit on CPU."""
         self.tokenizer = load_tokenizer(model_path, chat_template)
         if torch.cuda.is_available():
             self.model = AutoModelForCausalLM.from_pretrained(
@@ -85,6 +99,9 @@ class TransformersBackend:
             self.model = load_model(model_path, dtype="float32" if dtype == "auto" else dtype, device="cpu")
         self.model.eval()
         self.context = getattr(self.model.config, "max_position_embeddings", None)
+        if max_sequences is None and torch.cuda.is_available():
+            max_sequences = GPU_MAX_SEQUENCES
+        self.max_sequences = max_sequences
 
     def generate(
         self,
@@ -104,6 +121,9 @@ class TransformersBackend:
         fits = [i for i, length in enumerate(lengths) if self.context is None or length < self.context]
         sampled = Generations()
         if fits:
+            if self.max_sequences is not None and sampling.batch_size * n > self.max_sequences:
+                # `sample` runs one generate call per batch_size prompts, one after the other from the seed above.
+                sampling = dataclasses.replace(sampling, batch_size=max(1, self.max_sequences // n))
             sampled = sample(
                 self.model, self.tokenizer, [prompts[i] for i in fits], sampling, greedy, desc=desc, progress=progress
             )

@@ -63,30 +63,49 @@ def majority_correct_math(samples: list[list[dict]]) -> list[bool]:
     """maj@n for math: extracted answers are grouped into classes that math-verify finds equivalent (`6/2` votes
     with `3`), the largest class wins, and its most frequent answer string decides correctness."""
     distinct = [list(dict.fromkeys(s["answer"] for s in problem if s["answer"] is not None)) for problem in samples]
-    pairs = [(p, a, b) for p, answers in enumerate(distinct) for i, a in enumerate(answers) for b in answers[i + 1 :]]
-    verdicts = check_answers([f"\\boxed{{{a}}}" for _, a, _ in pairs], [b for _, _, b in pairs]) if pairs else []
-    parent = {(p, a): (p, a) for p, answers in enumerate(distinct) for a in answers}
-
-    def root(node):
-        while parent[node] != node:
-            node = parent[node]
-        return node
-
-    for (p, a, b), verdict in zip(pairs, verdicts, strict=True):
-        if verdict is not None and verdict.correct:
-            parent[root((p, b))] = root((p, a))  # the earlier answer stays the class representative
+    classes = answer_classes(distinct)
     result = []
-    for p, problem in enumerate(samples):
+    for problem, class_of in zip(samples, classes, strict=True):
         answers = [s["answer"] for s in problem]
-        classes = [None if a is None else root((p, a)) for a in answers]
-        counts = {c: classes.count(c) for c in dict.fromkeys(c for c in classes if c is not None)}
+        keys = [None if a is None else class_of[a] for a in answers]
+        counts = {c: keys.count(c) for c in dict.fromkeys(c for c in keys if c is not None)}
         if not counts:
             result.append(False)
             continue
-        winner = max(counts, key=counts.get)
-        members = [a if c == winner else None for a, c in zip(answers, classes, strict=True)]
+        winner = max(counts, key=counts.get)  # ties: the class seen first
+        members = [a if c == winner else None for a, c in zip(answers, keys, strict=True)]
         result.append(_vote(members, [s["correct"] for s in problem]))
     return result
+
+
+def answer_classes(distinct: list[list[str]]) -> list[dict[str, str]]:
+    """For each problem's distinct answers (in first-seen order), the representative of each answer's class.
+
+    An answer joins the first class whose representative (its first member) math-verify finds equivalent, else it
+    starts a class. d answers in k classes cost at most d * k comparisons instead of all d * (d - 1) / 2 pairs
+    (64 samples that agree: 63, not 2,016). The i-th answers of all problems are compared in one batched call.
+    """
+    representatives: list[list[str]] = [[] for _ in distinct]
+    classes: list[dict[str, str]] = [{} for _ in distinct]
+    for position in range(max(map(len, distinct), default=0)):
+        pairs = [
+            (p, representative, answers[position])
+            for p, answers in enumerate(distinct)
+            if position < len(answers)
+            for representative in representatives[p]
+        ]
+        # The earlier answer in the boxed (response) role, the later one as gold.
+        verdicts = check_answers([f"\\boxed{{{r}}}" for _, r, _ in pairs], [a for _, _, a in pairs]) if pairs else []
+        matched: dict[int, str] = {}
+        for (p, representative, _), verdict in zip(pairs, verdicts, strict=True):
+            if verdict is not None and verdict.correct and p not in matched:
+                matched[p] = representative  # pairs list each problem's classes in creation order
+        for p, answers in enumerate(distinct):
+            if position < len(answers):
+                if p not in matched:
+                    representatives[p].append(answers[position])
+                classes[p][answers[position]] = matched.get(p, answers[position])
+    return classes
 
 
 def program_key(completion: str) -> str | None:

@@ -1,14 +1,16 @@
 """`ssp eval`: sample n completions per benchmark problem, score them, and write an auditable report.
 
 Out folder:
-- `eval_config.json`: the model, seed and each benchmark's source and sampling (a resumed run must match them);
+- `eval_config.json`: the model, seed and each benchmark's source, sampling and problem ids (a resumed run must
+  match them);
 - `samples/<benchmark>.jsonl`: one line per sample (problem id, sample index, completion, extracted answer,
-  gold, correct, length in tokens, truncated);
+  gold, correct, scoring status, length in tokens, truncated);
 - `results.json`, `results.md` (the table) and `pass_at_k.png` (pass@k curves), computed from the sample files.
 
 Problems are generated in chunks of `sampling.batch_size`, each seeded from (seed, benchmark, chunk index) and
 appended to the samples file when scored. A rerun with the same settings keeps every finished chunk, drops the
 lines of an unfinished one and generates only what is missing, so it ends with the results of an uninterrupted run.
+Code is scored in the sandbox; a sandbox failure stops the run (its chunk is not written) rather than scoring 0.
 """
 
 from __future__ import annotations
@@ -25,11 +27,17 @@ from tqdm.auto import tqdm
 from ssp.config import RecipeError
 from ssp.data.benchmarks import benchmark_source, get_spec, load_benchmark
 from ssp.evaluation.backends import get_backend
-from ssp.evaluation.evaluate import score_rows
 from ssp.evaluation.presets import resolve_sampling
 from ssp.evaluation.report import benchmark_metrics, markdown_table, plot_pass_at_k
 from ssp.models import looks_like_local_path
-from ssp.rewards.math import extract_answer
+from ssp.rewards.code import check_programs
+from ssp.rewards.extract import last_code_block
+from ssp.rewards.math import check_answers, extract_answer
+from ssp.rewards.sandbox import get_sandbox
+
+
+class SandboxFailure(RecipeError):
+    """The code sandbox did not start or failed while scoring: code results would be wrong, so the run stops."""
 
 
 @dataclass
@@ -67,37 +75,47 @@ def run_eval(settings: EvalSettings) -> dict:
         plans[name] = {"source": benchmark_source(name, settings.data_dir), **window}
         plans[name]["sampling"] = dataclasses.asdict(samplings[name])
     out = Path(settings.out)
-    config = {"model": settings.model, "seed": settings.seed, "benchmarks": plans}
+    # The problem ids go into eval_config.json only: a resumed run must sample the same problems.
+    problem_ids = {name: [row["id"] for row in rows[name]] for name in specs}
+    config = {
+        "model": settings.model,
+        "seed": settings.seed,
+        "benchmarks": {name: {**plans[name], "problem_ids": problem_ids[name]} for name in specs},
+    }
     _check_resumable(out, config)
+    if any(spec.kind == "code" for spec in specs.values()):
+        _start_sandbox()  # a broken sandbox should cost neither a model load nor a chunk of sampling
     (out / "samples").mkdir(parents=True, exist_ok=True)
     _write_json(out / "eval_config.json", _merged_config(out, config))
 
+    chunks, pending = {}, {}
+    for name in specs:
+        size = samplings[name].batch_size
+        chunks[name] = [rows[name][i : i + size] for i in range(0, len(rows[name]), size)]
+        finished = _keep_finished_chunks(out / "samples" / f"{name}.jsonl", chunks[name], samplings[name].n)
+        pending[name] = [c for c in range(len(chunks[name])) if c not in finished]
     backend = None
+    if any(pending.values()):
+        backend = get_backend(
+            settings.model, settings.backend, dtype=settings.dtype, tensor_parallel_size=settings.tensor_parallel_size
+        )
     for name, spec in specs.items():
         sampling = samplings[name]
         path = out / "samples" / f"{name}.jsonl"
-        chunks = [rows[name][i : i + sampling.batch_size] for i in range(0, len(rows[name]), sampling.batch_size)]
-        finished = _keep_finished_chunks(path, chunks, sampling.n)
-        pending = [c for c in range(len(chunks)) if c not in finished]
-        if pending and backend is None:
-            backend = get_backend(
-                settings.model,
-                settings.backend,
-                dtype=settings.dtype,
-                tensor_parallel_size=settings.tensor_parallel_size,
-            )
-        for c in tqdm(pending, desc=f"{name}: chunks of {sampling.batch_size} problems", disable=not pending):
-            chunk = chunks[c]
+        desc = f"{name}: chunks of {sampling.batch_size} problems"
+        for c in tqdm(pending[name], desc=desc, disable=not pending[name]):
+            chunk = chunks[name][c]
             prompts = [[{"role": "user", "content": row["prompt"]}] for row in chunk]
             generations = backend.generate(prompts, sampling, seed=chunk_seed(settings.seed, name, c), desc=name)
-            correct = score_rows(chunk, generations.texts)
+            scores = score_chunk(spec.kind, chunk, generations.texts)
             with path.open("a") as file:
                 for i, row in enumerate(chunk):
                     for j, text in enumerate(generations.texts[i]):
                         record = {"id": row["id"], "sample": j, "completion": text}
                         if spec.kind == "math":
                             record.update(answer=extract_answer(text), gold=row["answer"])
-                        record.update(correct=correct[i][j], length=generations.lengths[i][j])
+                        correct, status = scores[i][j]
+                        record.update(correct=correct, status=status, length=generations.lengths[i][j])
                         record["truncated"] = generations.truncated[i][j]
                         file.write(json.dumps(record) + "\n")
                 file.flush()
@@ -119,6 +137,43 @@ def chunk_seed(seed: int, benchmark: str, chunk: int) -> int:
     return zlib.crc32(f"{seed}/{benchmark}/{chunk}".encode())
 
 
+def score_chunk(kind: str, rows: list[dict], texts: list[list[str]]) -> list[list[tuple[bool, str]]]:
+    """(correct, status) of every sample of `rows`: math-verify's status for math (correct, wrong, no_answer,
+    too_long, timeout, error), the sandbox's for code (ok, wrong, timeout, error, no_code, ...; ssp.rewards.code).
+    A sandbox failure raises SandboxFailure: scored as wrong, it would silently turn a broken sandbox into zeros."""
+    flat = [(i, text) for i, group in enumerate(texts) for text in group]
+    if kind == "math":
+        results = check_answers([text for _, text in flat], [rows[i]["answer"] for i, _ in flat])
+        scores = [(result.correct, result.status) for result in results]
+    else:
+        programs = [last_code_block(text) for _, text in flat]
+        results = check_programs(
+            programs, [rows[i]["tests"] for i, _ in flat], preludes=[rows[i]["prelude"] for i, _ in flat]
+        )
+        for (i, _), result in zip(flat, results, strict=True):
+            if result.status == "sandbox_error":
+                reason = (result.message.splitlines() or ["no detail"])[0][:200]
+                raise SandboxFailure(
+                    f"the code sandbox failed while scoring {rows[i]['id']} ({reason}); nothing of this chunk was "
+                    f"written, so rerunning with the same --out resumes here (docs/rewards.md: the sandbox)"
+                )
+        scores = [(result.passed, result.status) for result in results]
+    by_row: list[list[tuple[bool, str]]] = [[] for _ in rows]
+    for (i, _), score in zip(flat, scores, strict=True):
+        by_row[i].append(score)
+    return by_row
+
+
+def _start_sandbox() -> None:
+    try:
+        get_sandbox()  # starts the process-wide sandbox and runs a probe program through it
+    except (RuntimeError, OSError, ValueError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise SandboxFailure(
+            f"the code sandbox does not start ({reason}); code benchmarks need it (docs/rewards.md: the sandbox)"
+        ) from None
+
+
 def _check_resumable(out: Path, config: dict) -> None:
     """The out folder must be new, empty, or an evaluation of the same model with the same seed and settings."""
     if not out.exists() or not any(out.iterdir()):
@@ -137,12 +192,19 @@ def _check_resumable(out: Path, config: dict) -> None:
         old = previous["benchmarks"].get(name)
         if old is None or name not in samples:
             continue
-        for key in sorted(set(old) | set(plan)):
+        for key in sorted((set(old) | set(plan)) - {"problem_ids"}):
             if old.get(key) != plan.get(key):
                 raise RecipeError(
                     f"{out} holds {name} samples made with {key} {old.get(key)!r}, not {plan.get(key)!r}; "
                     f"use a new --out folder"
                 )
+        old_ids, ids = old.get("problem_ids"), plan["problem_ids"]
+        if old_ids != ids:
+            what = "other problems" if old_ids is None or len(old_ids) == len(ids) else f"{len(old_ids)} problems"
+            raise RecipeError(
+                f"{out} holds {name} samples of {what}, not of the {len(ids)} loaded now (another --limit or "
+                f"data file?); use the same settings or a new --out folder"
+            )
 
 
 def _merged_config(out: Path, config: dict) -> dict:
@@ -167,10 +229,13 @@ def _read_samples(path: Path) -> dict[str, list[dict]]:
 
 
 def _keep_finished_chunks(path: Path, chunks: list[list[dict]], n: int) -> set[int]:
-    """Indices of chunks whose every problem has n samples on file; the file is rewritten to hold only those."""
+    """Indices of chunks whose every problem has n samples on file. The file is rewritten without the samples of
+    unfinished chunks (they are generated again); samples of problems not in `chunks` are kept as they are."""
     samples = _read_samples(path)
     finished = {c for c, chunk in enumerate(chunks) if all(len(samples.get(row["id"], [])) == n for row in chunk)}
     kept = [record for c in sorted(finished) for row in chunks[c] for record in samples[row["id"]]]
+    loaded = {row["id"] for chunk in chunks for row in chunk}
+    kept += [record for problem, records in samples.items() if problem not in loaded for record in records]
     _write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
     return finished
 
