@@ -104,6 +104,10 @@ def _bwrap_argv(bwrap: str, limits: SandboxLimits, as_root: bool) -> list[str]:
     if not as_root:
         argv.append("--unshare-user")
     argv += ["--hostname", "sandbox", "--ro-bind", "/usr", "/usr"]
+    # The private /tmp and /dev/shm come before Python's folders: a virtualenv under /tmp is mounted on top of them,
+    # not hidden by them.
+    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", tmp_bytes, "--tmpfs", "/dev/shm"]
+    argv += ["--perms", "1777", "--size", tmp_bytes, "--tmpfs", "/tmp"]
     roots = _python_roots()
     parents: list[str] = []
     for root in roots:  # bwrap would create the folders above a bind mount with mode 0700, untraversable
@@ -122,9 +126,7 @@ def _bwrap_argv(bwrap: str, limits: SandboxLimits, as_root: bool) -> list[str]:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     for root in roots:
         argv += ["--ro-bind", root, root]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", tmp_bytes, "--tmpfs", "/dev/shm"]
-    argv += ["--perms", "1777", "--size", tmp_bytes, "--tmpfs", "/tmp", "--chdir", "/"]
-    return argv
+    return argv + ["--chdir", "/"]
 
 
 class Sandbox:

@@ -15,6 +15,7 @@ from string import Template
 
 import pytest
 
+from ssp.rewards import sandbox as sandbox_module
 from ssp.rewards.code import check_programs
 from ssp.rewards.sandbox import SandboxLimits, sandbox_env, start_sandbox
 
@@ -326,3 +327,16 @@ def test_isolation_features_are_reported(sandbox):
     assert "net" in features["namespaces"]
     if os.geteuid() == 0:
         assert features["uid"] >= 1_000_000
+
+
+def test_a_python_under_tmp_is_mounted_over_the_private_tmp(monkeypatch, tmp_path):
+    # A virtualenv in /tmp (a CI clone, a scratch checkout) must stay visible: bwrap applies mounts in order, so the
+    # private /tmp comes first and Python's folders on top of it.
+    venv = tmp_path / ".venv"
+    venv.mkdir()
+    monkeypatch.setattr(sandbox_module, "_python_roots", lambda: [str(venv)])
+    argv = sandbox_module._bwrap_argv("bwrap", SandboxLimits(), as_root=True)
+    tmpfs_tmp = next(i for i in range(len(argv) - 1) if argv[i : i + 2] == ["--tmpfs", "/tmp"])
+    bind_venv = next(i for i in range(len(argv) - 2) if argv[i : i + 3] == ["--ro-bind", str(venv), str(venv)])
+    assert tmpfs_tmp < bind_venv
+    assert argv[-2:] == ["--chdir", "/"]
