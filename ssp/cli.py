@@ -20,6 +20,7 @@ from ssp.evaluation.backends import BACKENDS
 from ssp.evaluation.presets import PRESETS
 from ssp.evaluation.run import EvalSettings, run_eval
 from ssp.inference import REASONING_INSTRUCTIONS, InferenceEngine
+from ssp.runs import release_distributed
 from ssp.signal.run import run_signal
 from ssp.spectrum.fusion import MergeError, merge_models
 from ssp.spectrum.run import run_spectrum
@@ -212,4 +213,6 @@ def main(argv: list[str] | None = None) -> int:
     except (RecipeError, MergeError) as exc:
         print(f"ssp: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        release_distributed()
     return 0

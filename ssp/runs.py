@@ -30,6 +30,14 @@ def distributed_state() -> PartialState:
     return PartialState(backend=backend) if backend else PartialState()
 
 
+def release_distributed() -> None:
+    """Tear down this process's process group before it exits. The spectrum stage's other processes finish while
+    the main one is still probing; leaving the interpreter with the group alive could abort (SIGABRT in gloo's
+    threads), which makes the launcher kill the main process too."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def check_output_dir(output_dir: str, overwrite: bool) -> None:
     """An output folder that already holds files is an error unless the recipe says `overwrite: true`."""
     path = Path(output_dir)

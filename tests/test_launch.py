@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from test_spectrum_run import SMALL
+
+from ssp.runs import release_distributed
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE = Path(sys.executable).parent / "accelerate"
@@ -63,3 +66,13 @@ def test_two_process_rl_launch(tmp_path, tiny_model_dir):
     assert (out / "stages" / "main" / "model" / "model.safetensors").is_file()
     assert list(json.loads((out / "signal.json").read_text())["evaluations"]) == ["initial", "main"]
     assert result.stdout.count("Test split, before RL and after each stage") == 1  # evaluation ran once
+
+
+def test_release_distributed_tears_the_process_group_down(tmp_path):
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )  # fmt: skip
+    assert torch.distributed.is_initialized()
+    release_distributed()
+    assert not torch.distributed.is_initialized()
+    release_distributed()  # nothing to do: no error
