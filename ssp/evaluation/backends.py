@@ -74,8 +74,17 @@ def chat_texts(tokenizer, prompts: list[list[dict]]) -> list[str]:
     return [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
 
 
-def _no_room(n: int) -> tuple[list[str], list[int], list[bool]]:
-    return [""] * n, [0] * n, [True] * n
+def with_no_room(count: int, fits: list[int], sampled: Generations, n: int) -> Generations:
+    """Generations of all `count` prompts: `sampled` holds those of the prompts `fits` (in order); every other
+    prompt leaves no room in the context and gets n empty, truncated completions."""
+    position = {index: j for j, index in enumerate(fits)}
+    out = Generations()
+    for i in range(count):
+        j = position.get(i)
+        out.texts.append([""] * n if j is None else sampled.texts[j])
+        out.lengths.append([0] * n if j is None else sampled.lengths[j])
+        out.truncated.append([True] * n if j is None else sampled.truncated[j])
+    return out
 
 
 class TransformersBackend:
@@ -127,16 +136,7 @@ class TransformersBackend:
             sampled = sample(
                 self.model, self.tokenizer, [prompts[i] for i in fits], sampling, greedy, desc=desc, progress=progress
             )
-        out, position = Generations(), {index: j for j, index in enumerate(fits)}
-        for i in range(len(prompts)):
-            j = position.get(i)
-            texts_i, lengths_i, truncated_i = (
-                _no_room(n) if j is None else (sampled.texts[j], sampled.lengths[j], sampled.truncated[j])
-            )
-            out.texts.append(texts_i)
-            out.lengths.append(lengths_i)
-            out.truncated.append(truncated_i)
-        return out
+        return with_no_room(len(prompts), fits, sampled, n)
 
 
 def vllm_sampling_kwargs(sampling: SamplingConfig, max_tokens: int, greedy: bool = False, seed: int | None = None):
@@ -207,17 +207,9 @@ class VLLMBackend:
         ]
         requests = [{"prompt_token_ids": token_ids[i]} for i in fits]
         outputs = self.llm.generate(requests, params, use_tqdm=progress) if requests else []
-        by_prompt = dict(zip(fits, outputs, strict=True))
-        out = Generations()
-        for i in range(len(prompts)):
-            if i not in by_prompt:
-                texts_i, lengths_i, truncated_i = _no_room(n)
-            else:
-                completions = by_prompt[i].outputs
-                texts_i = [c.text for c in completions]
-                lengths_i = [len(c.token_ids) for c in completions]
-                truncated_i = [c.finish_reason == "length" for c in completions]
-            out.texts.append(texts_i)
-            out.lengths.append(lengths_i)
-            out.truncated.append(truncated_i)
-        return out
+        sampled = Generations()
+        for output in outputs:
+            sampled.texts.append([c.text for c in output.outputs])
+            sampled.lengths.append([len(c.token_ids) for c in output.outputs])
+            sampled.truncated.append([c.finish_reason == "length" for c in output.outputs])
+        return with_no_room(len(prompts), fits, sampled, n)

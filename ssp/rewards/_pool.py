@@ -29,6 +29,16 @@ _HEADER = struct.Struct(">I")
 MAX_MESSAGE_BYTES = 1 << 30
 
 
+def workers_per_process(env_var: str, cap: int) -> int:
+    """`env_var` if set, else the CPUs this process may use shared among the node's training processes (at most
+    `cap`): every rank of a launch starts its own pool."""
+    if env_var in os.environ:
+        return max(1, int(os.environ[env_var]))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, min(cap, cpus // max(1, local_processes)))
+
+
 def encode_message(payload: dict) -> bytes:
     body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
     return _HEADER.pack(len(body)) + body

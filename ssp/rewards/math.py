@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssp.rewards._metrics import log_status_shares
-from ssp.rewards._pool import TaskFailure, WorkerPool
+from ssp.rewards._pool import TaskFailure, WorkerPool, workers_per_process
 from ssp.rewards.extract import completion_text, last_boxed
 
 logger = logging.getLogger(__name__)
@@ -163,11 +163,7 @@ _pool_lock = threading.Lock()
 
 def default_workers() -> int:
     """`SSP_MATH_WORKERS`, else the CPUs this process may use shared among the node's training processes (max 8)."""
-    if "SSP_MATH_WORKERS" in os.environ:
-        return max(1, int(os.environ["SSP_MATH_WORKERS"]))
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    return max(1, min(8, cpus // max(1, local_processes)))
+    return workers_per_process("SSP_MATH_WORKERS", 8)
 
 
 def math_pool() -> WorkerPool:

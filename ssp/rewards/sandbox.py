@@ -28,7 +28,7 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ssp.rewards._pool import TaskFailure, WorkerPool, WorkerStartError
+from ssp.rewards._pool import TaskFailure, WorkerPool, WorkerStartError, workers_per_process
 
 logger = logging.getLogger(__name__)
 
@@ -215,11 +215,7 @@ _sandbox_lock = threading.Lock()
 
 def default_workers() -> int:
     """`SSP_CODE_WORKERS`, else the CPUs this process may use shared among the node's training processes (max 16)."""
-    if "SSP_CODE_WORKERS" in os.environ:
-        return max(1, int(os.environ["SSP_CODE_WORKERS"]))
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    return max(1, min(16, cpus // max(1, local_processes)))
+    return workers_per_process("SSP_CODE_WORKERS", 16)
 
 
 def _probe(sandbox: Sandbox) -> None:

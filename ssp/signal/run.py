@@ -7,7 +7,6 @@ Every process trains; evaluations run once, on the main process.
 from __future__ import annotations
 
 import gc
-import importlib.util
 from pathlib import Path
 
 import torch
@@ -17,6 +16,7 @@ from trl import GRPOConfig
 from ssp.config import RLSection, resolve_stages
 from ssp.cost import CostMeter
 from ssp.data.loading import load_split, user_prompt
+from ssp.evaluation.backends import vllm_available
 from ssp.evaluation.evaluate import evaluate_models
 from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer
 from ssp.rewards import get_reward
@@ -29,10 +29,6 @@ def resolve_initial_model(name_or_path: str) -> str:
     """A model folder, a hub id, or a spectrum run folder (its merged `spectrum/` model is used)."""
     spectrum = Path(name_or_path) / "spectrum"
     return str(spectrum) if (spectrum / "config.json").is_file() else name_or_path
-
-
-def vllm_available() -> bool:
-    return torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
 
 
 def rl_dataset(rows: list[dict], template: str, system_prompt: str | None) -> Dataset:
