@@ -28,7 +28,7 @@ from ssp.config import load_recipe  # noqa: E402
 from ssp.data.loading import load_split, user_prompt  # noqa: E402
 from ssp.demo import RECIPES, run_demo  # noqa: E402
 from ssp.evaluation.evaluate import score_rows  # noqa: E402
-from ssp.evaluation.generation import sample  # noqa: E402
+from ssp.generation.sampling import sample  # noqa: E402
 from ssp.models import load_model, load_tokenizer  # noqa: E402
 
 

@@ -16,9 +16,9 @@ from ssp.data.decontaminate import DEFAULT_N, run_decontaminate
 from ssp.data.multipath import MultipathConfig, run_multipath
 from ssp.data.rl_sets import RLSetConfig, run_rl_set
 from ssp.demo import run_demo
-from ssp.evaluation.backends import BACKENDS
-from ssp.evaluation.presets import PRESETS
 from ssp.evaluation.run import EvalSettings, run_eval
+from ssp.generation.backends import BACKENDS
+from ssp.generation.presets import PRESETS
 from ssp.inference import REASONING_INSTRUCTIONS, InferenceEngine
 from ssp.runs import release_distributed
 from ssp.signal.run import run_signal

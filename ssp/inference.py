@@ -1,8 +1,8 @@
 """Run a trained model with the recommended settings: `InferenceEngine(model_path).generate(prompt, preset=...)`.
 
 The engine loads any local or hub causal LM (bf16 and `device_map="auto"` on GPU, float32 on CPU) through a
-generation backend (`ssp.evaluation.backends`), applies its chat template and samples with a preset of
-`ssp.evaluation.presets.PRESETS` (any field overridable). `reasoning_prompt` wraps a problem with the instruction to
+generation backend (`ssp.generation.backends`), applies its chat template and samples with a preset of
+`ssp.generation.presets.PRESETS` (any field overridable). `reasoning_prompt` wraps a problem with the instruction to
 reason step by step and put the final answer in `\\boxed{}`, in English (the report's evaluation suffix) or Chinese.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ssp.config import RecipeError
 from ssp.data.benchmarks import MATH_INSTRUCTION
-from ssp.evaluation.backends import get_backend
-from ssp.evaluation.presets import resolve_sampling
+from ssp.generation.backends import get_backend
+from ssp.generation.presets import resolve_sampling
 from ssp.rewards.math import extract_answer
 
 REASONING_INSTRUCTIONS = {

@@ -8,10 +8,10 @@ from ssp.data.benchmarks import BENCHMARKS, MATH_INSTRUCTION
 from ssp.data.loading import DataError
 from ssp.evaluation import report
 from ssp.evaluation import run as eval_run
-from ssp.evaluation.backends import TransformersBackend
-from ssp.evaluation.generation import Generations
 from ssp.evaluation.report import answer_classes, ks_up_to, majority_correct_math
 from ssp.evaluation.run import EvalSettings, SandboxFailure, chunk_seed, run_eval
+from ssp.generation.backends import TransformersBackend
+from ssp.generation.sampling import Generations
 from ssp.rewards import sandbox
 from ssp.rewards._pool import TaskFailure, WorkerStartError
 

@@ -2,7 +2,7 @@ import pytest
 
 from ssp.config import SamplingConfig
 from ssp.evaluation.evaluate import evaluate_loaded, score_rows, summarize
-from ssp.evaluation.generation import Generations, sample
+from ssp.generation.sampling import Generations, sample
 from ssp.models import load_model, load_tokenizer
 
 

@@ -6,9 +6,9 @@ import torch
 from ssp import inference
 from ssp.cli import main
 from ssp.config import RecipeError
-from ssp.evaluation.backends import BackendError, TransformersBackend, get_backend
-from ssp.evaluation.generation import Generations
-from ssp.evaluation.presets import PRESETS
+from ssp.generation.backends import BackendError, TransformersBackend, get_backend
+from ssp.generation.presets import PRESETS
+from ssp.generation.sampling import Generations
 from ssp.inference import Completion, InferenceEngine, reasoning_prompt
 
 

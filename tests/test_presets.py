@@ -8,9 +8,9 @@ from ssp import inference
 from ssp.cli import main
 from ssp.config import RecipeError, SamplingConfig
 from ssp.evaluation import run as eval_run
-from ssp.evaluation.backends import TransformersBackend, VLLMBackend, vllm_sampling_kwargs
-from ssp.evaluation.generation import Generations
-from ssp.evaluation.presets import PRESETS, resolve_sampling
+from ssp.generation.backends import TransformersBackend, VLLMBackend, vllm_sampling_kwargs
+from ssp.generation.presets import PRESETS, resolve_sampling
+from ssp.generation.sampling import Generations
 
 
 def test_presets_hold_the_issue_numbers():

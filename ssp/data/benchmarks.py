@@ -65,7 +65,7 @@ class BenchmarkSpec:
     starter_prompt_template: str = ""  # code rows that come with starter code use this template instead
     tests_format: str = ""  # code: humaneval | mbpp | leetcode | livecodebench
     id_range: tuple[int, int] | None = None  # inclusive range of numeric ids kept by default (MBPP's test split)
-    preset: str = "math"  # the sampling preset of `ssp eval` (ssp.evaluation.presets.PRESETS)
+    preset: str = "math"  # the sampling preset of `ssp eval` (ssp.generation.presets.PRESETS)
 
     @property
     def reward(self) -> str:

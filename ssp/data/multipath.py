@@ -27,7 +27,7 @@ from ssp.data.decontaminate import DecontaminateConfig, check_config, normalize_
 from ssp.data.loading import user_prompt
 from ssp.data.outputs import check_output, format_table, report_path, write_outputs
 from ssp.data.problems import ProblemReader, check_sources, decontaminate, kind_of, kinds_of
-from ssp.evaluation.backends import get_backend
+from ssp.generation.backends import get_backend
 from ssp.models import load_tokenizer
 from ssp.rewards.boxed import normalize_answer
 from ssp.rewards.code import LEETCODE_PRELUDE, check_programs

@@ -9,8 +9,8 @@ import torch
 
 from ssp.config import DataConfig, EvalConfig, SamplingConfig
 from ssp.data.loading import user_prompt
-from ssp.evaluation.generation import Generations, default_device, sample
 from ssp.evaluation.passk import pass_at_k
+from ssp.generation.sampling import Generations, default_device, sample
 from ssp.models import load_model, load_tokenizer
 from ssp.rewards import get_reward
 

@@ -26,9 +26,9 @@ from tqdm.auto import tqdm
 
 from ssp.config import RecipeError
 from ssp.data.benchmarks import benchmark_source, get_spec, load_benchmark
-from ssp.evaluation.backends import get_backend
-from ssp.evaluation.presets import resolve_sampling
 from ssp.evaluation.report import benchmark_metrics, markdown_table, plot_pass_at_k
+from ssp.generation.backends import get_backend
+from ssp.generation.presets import resolve_sampling
 from ssp.models import looks_like_local_path
 from ssp.rewards.code import check_programs
 from ssp.rewards.extract import last_code_block

@@ -16,8 +16,8 @@ from trl import GRPOConfig
 from ssp.config import RLSection, resolve_stages
 from ssp.cost import CostMeter
 from ssp.data.loading import load_split, user_prompt
-from ssp.evaluation.backends import vllm_available
 from ssp.evaluation.evaluate import evaluate_models
+from ssp.generation.backends import vllm_available
 from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer
 from ssp.rewards import get_reward
 from ssp.runs import cpu_deepspeed_backend, distributed_state, materialize_base_model, prepare_output_dir, write_json

@@ -5,7 +5,7 @@ template, samples `sampling.n` completions per prompt and reports each one's tex
 cut at the token budget or at the model's context (`truncated`). Generation never runs past the model's context: a
 prompt that leaves no room at all gets `n` empty, truncated completions.
 
-- `TransformersBackend`: batched `model.generate` (`ssp.evaluation.generation.sample`), CPU or GPU (bf16 and
+- `TransformersBackend`: batched `model.generate` (`ssp.generation.sampling.sample`), CPU or GPU (bf16 and
   `device_map="auto"` on GPU, float32 on CPU). On GPU one `generate` call holds at most `GPU_MAX_SEQUENCES`
   sequences (prompts x n): a larger batch is split into sub-batches of `max(1, GPU_MAX_SEQUENCES // n)` prompts,
   sampled one after the other from the same seed, so results stay deterministic.
@@ -24,7 +24,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from ssp.config import RecipeError, SamplingConfig
-from ssp.evaluation.generation import Generations, sample
+from ssp.generation.sampling import Generations, sample
 from ssp.models import load_model, load_tokenizer, looks_like_local_path, resolve_dtype
 
 BACKENDS = ("auto", "transformers", "vllm")
