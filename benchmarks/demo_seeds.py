@@ -4,10 +4,9 @@ paired bootstrap of the per-problem difference for each seed.
     .venv/bin/python benchmarks/demo_seeds.py --seeds 0 1 2 [--runs runs/demo-seeds] [--reuse]
 
 Runs `ssp demo --seed S --out RUNS/seed-S` for each seed (`--reuse` keeps a run folder that already holds a
-summary.json), then samples the test split again with the demo's own evaluation settings and seed, which gives the
-numbers of summary.json exactly (checked), per problem: the spectrum model's and the RL model's pass rates on the
-same problems, their mean difference, and a bootstrap over problems (2,000 resamples) for its standard error and
-95% interval. docs/benchmarks.md records a run.
+summary.json), then reads from the runs' eval.json files the correct samples of every test problem (`per_problem`):
+the spectrum model's and the RL model's pass rates on the same problems, their mean difference, and a bootstrap
+over problems (2,000 resamples) for its standard error and 95% interval. docs/benchmarks.md records a run.
 """
 
 from __future__ import annotations
@@ -19,27 +18,16 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ssp.config import load_recipe  # noqa: E402
-from ssp.data.loading import load_split, user_prompt  # noqa: E402
-from ssp.demo import RECIPES, run_demo  # noqa: E402
-from ssp.evaluation.evaluate import score_rows  # noqa: E402
-from ssp.generation.sampling import sample  # noqa: E402
-from ssp.models import load_model, load_tokenizer  # noqa: E402
+from ssp.demo import run_demo  # noqa: E402
 
 
-def per_problem_pass_rates(model_dir: Path, rows: list[dict], recipe, seed: int) -> list[float]:
-    """Each problem's fraction of correct samples, sampled exactly as the demo's test evaluation samples."""
-    torch.manual_seed(seed)
-    prompts = [user_prompt(row["problem"], recipe.data.prompt_template, recipe.data.system_prompt) for row in rows]
-    model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
-    model.eval()
-    generations = sample(model, tokenizer, prompts, recipe.eval.sampling, progress=False)
-    return [sum(correct) / len(correct) for correct in score_rows(rows, generations.texts)]
+def per_problem_pass_rates(entry: dict) -> dict[str, float]:
+    """Each test problem's fraction of correct samples, from an eval.json entry."""
+    samples = entry["samples"]
+    return {problem: correct / samples for problem, correct in entry["per_problem"].items()}
 
 
 def paired_bootstrap(differences: list[float], resamples: int = 2000) -> tuple[float, float, float]:
@@ -60,8 +48,6 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/demo-seeds", help="one demo run folder per seed goes here")
     parser.add_argument("--reuse", action="store_true", help="keep run folders that already hold a summary.json")
     args = parser.parse_args()
-    recipe = load_recipe(RECIPES / "rl.yaml", ["model.name_or_path=tiny"])
-    rows = load_split(recipe.data.test, recipe.task, "data.test")
     lines = [
         "| seed | demo s | base | best single | spectrum | RL | RL - spectrum | bootstrap SE | 95% interval |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -74,13 +60,15 @@ def main() -> None:
             run_demo(out, seed)
             seconds = f"{time.perf_counter() - started:.0f}"
         summary = json.loads((out / "summary.json").read_text())
-        spectrum = per_problem_pass_rates(out / "sft" / "spectrum", rows, recipe, seed)
+        spectrum = per_problem_pass_rates(json.loads((out / "sft" / "eval.json").read_text())["models"]["spectrum"])
         final_stage = list(summary["signal_stages"])[-1]
-        signal = per_problem_pass_rates(out / "rl" / "stages" / final_stage / "model", rows, recipe, seed)
+        signal = per_problem_pass_rates(
+            json.loads((out / "rl" / "signal.json").read_text())["evaluations"][final_stage]
+        )
         for name, rates in (("spectrum", spectrum), ("signal", signal)):
-            if abs(sum(rates) / len(rates) - summary[name]["pass@1"]) > 1e-9:
-                raise SystemExit(f"seed {seed}: re-sampled {name} pass@1 differs from summary.json; not comparable")
-        differences = [b - a for a, b in zip(spectrum, signal, strict=True)]
+            if abs(sum(rates.values()) / len(rates) - summary[name]["pass@1"]) > 1e-9:
+                raise SystemExit(f"seed {seed}: per-problem {name} pass rates disagree with summary.json")
+        differences = [signal[problem] - spectrum[problem] for problem in spectrum]
         mean = sum(differences) / len(differences)
         se, low, high = paired_bootstrap(differences)
         lines.append(

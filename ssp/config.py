@@ -17,8 +17,9 @@ from typing import Any, Literal
 import trl
 import yaml
 
-from ssp.models import TinyModelSpec, looks_like_local_path
+from ssp.models import looks_like_local_path
 from ssp.rewards import REWARDS
+from ssp.tiny_models import TinyModelSpec
 
 
 class RecipeError(ValueError):
@@ -55,6 +56,7 @@ class DataSource:
     domains: list[str] = field(default_factory=list)  # keep only these subdomains (empty: all)
     reward: str = "boxed_match"  # the correctness reward (a name in ssp.rewards.REWARDS) that scores these rows
     limit: int | None = None  # at most this many problems per subdomain
+    prompt_template: str | None = None  # these rows' user turn ({problem} replaced); None: data.prompt_template
 
 
 @dataclass
@@ -80,12 +82,24 @@ class DataConfig:
 
 
 @dataclass
+class ContextConfig:
+    """The model's context, set once: written into the initial model's config (OUT/base), so every checkpoint, the
+    merged model, TRL's vLLM engine, RL and evaluation see the same positions and RoPE. None keeps the model's."""
+
+    max_position_embeddings: int | None = None
+    rope_theta: float | None = None
+    # e.g. {rope_type: yarn, factor: 4.0, original_max_position_embeddings: 4096}
+    rope_scaling: dict[str, Any] | None = None
+
+
+@dataclass
 class ModelConfig:
     name_or_path: str = "tiny"  # a local folder, a hub id, or `tiny` to build the embedded model
     tiny: TinyModelSpec = field(default_factory=TinyModelSpec)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     chat_template: str | None = None  # a Jinja template replacing the tokenizer's own
-    config_overrides: dict[str, Any] = field(default_factory=dict)  # model config fields, e.g. a longer context
+    context: ContextConfig = field(default_factory=ContextConfig)
+    config_overrides: dict[str, Any] = field(default_factory=dict)  # other config fields, written like `context`
 
 
 @dataclass
@@ -121,12 +135,16 @@ class SamplingConfig:
     repetition_penalty: float = 1.0  # 1.0: off
 
 
+Backend = Literal["auto", "transformers", "vllm"]  # auto: vLLM when it is importable and a GPU is present
+
+
 @dataclass
 class ProbeConfig:
-    """Domain-aware diversity probing of every saved checkpoint."""
+    """Domain-aware diversity probing of every saved checkpoint, spread over the launch's processes."""
 
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     ks: list[int] = field(default_factory=lambda: [1, 4, 8])
+    backend: Backend = "auto"
 
 
 @dataclass
@@ -146,6 +164,7 @@ class EvalConfig:
     ks: list[int] = field(default_factory=lambda: [1, 4, 8])
     base: bool = True  # also evaluate the initial model
     greedy: bool = True  # also report greedy (temperature 0) accuracy
+    backend: Backend = "auto"
 
 
 @dataclass
@@ -166,8 +185,9 @@ class RLSection:
     """
 
     data: list[DataSource] = field(default_factory=lambda: [DataSource(split="train")])  # the RL prompts
-    rewards: dict[str, float] = field(default_factory=lambda: {"boxed_match": 1.0})  # reward name -> weight
-    correctness_reward: str = "boxed_match"  # its group accuracy p drives the MGPO weight
+    # reward name -> weight. Each data source's `reward` must be among them: it is the row's correctness reward,
+    # whose group accuracy p drives the MGPO weight.
+    rewards: dict[str, float] = field(default_factory=lambda: {"boxed_match": 1.0})
     mgpo_lambda: float = 1.0  # 0: plain GRPO
     max_steps: int = 100
     learning_rate: float = 5e-5
@@ -203,6 +223,9 @@ class Recipe:
     output_dir: str = ""
     seed: int = 0
     overwrite: bool = False  # allow writing into an output_dir that already holds files
+    # How long a process waits at a collective (a barrier, a gather) before the launch fails. Probing and evaluation
+    # are spread over every process, so waits are short; the margin covers the main process's saving and merging.
+    distributed_timeout_minutes: float = 120.0
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -388,6 +411,9 @@ def validate(recipe) -> None:
         raise RecipeError(f"sft.deepspeed: file not found: {sft.deepspeed}")
     _check_trl_keys(sft.trl, "sft.trl", "SFTConfig")
     resolve_stages(recipe.rl)
+    if recipe.distributed_timeout_minutes <= 0:
+        raise RecipeError(f"distributed_timeout_minutes: must be > 0, got {recipe.distributed_timeout_minutes}")
+    _check_context(recipe.model.context)
     if recipe.cost.device_type != "auto" and recipe.cost.device_type not in recipe.cost.prices:
         raise RecipeError(f"cost.device_type: no price for {recipe.cost.device_type!r} in cost.prices")
 
@@ -402,6 +428,8 @@ def check_source(source: DataSource, key: str) -> None:
         raise RecipeError(f"{key}.path: file not found: {source.path}")
     if source.limit is not None and source.limit < 1:
         raise RecipeError(f"{key}.limit: must be >= 1, got {source.limit}")
+    if source.prompt_template is not None and "{problem}" not in source.prompt_template:
+        raise RecipeError(f"{key}.prompt_template: must contain {{problem}}")
 
 
 def resolve_stages(rl: RLSection) -> list[tuple[str, RLSection]]:
@@ -443,8 +471,6 @@ def _check_rl(rl: RLSection, key: str) -> None:
             raise RecipeError(f"{key}.rewards: unknown reward {name!r} (known: {', '.join(REWARDS)})")
         if weight < 0:
             raise RecipeError(f"{key}.rewards.{name}: weight must be >= 0, got {weight}")
-    if rl.correctness_reward not in rl.rewards:
-        raise RecipeError(f"{key}.correctness_reward: {rl.correctness_reward!r} must be one of {key}.rewards")
     if rl.mgpo_lambda < 0:
         raise RecipeError(f"{key}.mgpo_lambda: must be >= 0, got {rl.mgpo_lambda}")
     if rl.num_generations < 2:
@@ -462,9 +488,24 @@ def _check_rl(rl: RLSection, key: str) -> None:
         )
     for i, source in enumerate(rl.data):
         check_source(source, f"{key}.data.{i}")
+        if source.reward not in rl.rewards:
+            raise RecipeError(
+                f"{key}.data.{i}.reward: {source.reward!r} scores these rows' correctness (MGPO's p), so it must be "
+                f"one of {key}.rewards ({', '.join(rl.rewards)})"
+            )
     if rl.deepspeed and not Path(rl.deepspeed).is_file():
         raise RecipeError(f"{key}.deepspeed: file not found: {rl.deepspeed}")
     _check_trl_keys(rl.trl, f"{key}.trl", "GRPOConfig")
+
+
+def _check_context(context: ContextConfig) -> None:
+    if context.max_position_embeddings is not None and context.max_position_embeddings < 1:
+        positions = context.max_position_embeddings
+        raise RecipeError(f"model.context.max_position_embeddings: must be >= 1, got {positions}")
+    if context.rope_theta is not None and context.rope_theta <= 0:
+        raise RecipeError(f"model.context.rope_theta: must be > 0, got {context.rope_theta}")
+    if context.rope_scaling is not None and "rope_type" not in context.rope_scaling:
+        raise RecipeError("model.context.rope_scaling: needs a rope_type (e.g. yarn, linear, dynamic)")
 
 
 def check_model_path(name_or_path: str, key: str, allow_tiny: bool = False) -> None:

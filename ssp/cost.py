@@ -50,6 +50,8 @@ class CostMeter:
     tokens_trained: int = 0
     tokens_generated: int = 0
     train_flops: float = 0.0
+    generation_flops: float = 0.0
+    parameters: int = 0  # of the model being trained, for the FLOPs estimates
 
     @classmethod
     def from_config(cls, cost: CostConfig) -> CostMeter:
@@ -68,11 +70,17 @@ class CostMeter:
         self.tokens_trained += tokens
         self.train_flops += 6.0 * parameters * tokens
 
+    def add_generation(self, tokens: int, parameters: int) -> None:
+        """Generated tokens; FLOPs by 2 * parameters * tokens (one forward pass per token, attention not counted)."""
+        self.tokens_generated += tokens
+        self.generation_flops += 2.0 * parameters * tokens
+
     def summary(self) -> dict:
         wall = round(time.perf_counter() - self.started, 3)
         device_hours = wall / 3600 * self.device_count
         peak = PEAK_TFLOPS.get(self.device_type)
-        train_seconds = self.phases.get("train", 0.0)
+        # `train` in the spectrum stage, `train:<stage>` for each curriculum stage of the signal stage.
+        train_seconds = sum(seconds for name, seconds in self.phases.items() if name.split(":")[0] == "train")
         mfu = None
         if peak and train_seconds > 0:
             mfu = self.train_flops / (train_seconds * self.device_count * peak * 1e12)
@@ -89,6 +97,7 @@ class CostMeter:
             "tokens_trained": self.tokens_trained,
             "tokens_generated": self.tokens_generated,
             "train_flops_estimate": self.train_flops,
+            "generation_flops_estimate": self.generation_flops,
             "mfu_estimate": mfu,
         }
 

@@ -1,93 +1,17 @@
-"""Loading causal LMs and tokenizers, and building the embedded tiny model.
+"""Loading causal LMs and tokenizers; the stop tokens and the context every saved model carries.
 
-A tiny model is built once, saved as an ordinary Hugging Face folder and then loaded back through
-`load_model` / `load_tokenizer` like any hub model, so the demo exercises the same code path as a real run.
+The tiny models the demo and the tests build (`ssp.tiny_models`) are saved as ordinary Hugging Face folders and
+loaded back through `load_model` / `load_tokenizer` like any hub model, so they exercise the code path of a real run.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
+import shutil
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-# Special tokens of the tiny tokenizer. The end-of-turn token is the EOS, so generation stops after one answer.
-BOS, EOT, PAD, USER, ASSISTANT, SYSTEM = "<|bos|>", "<|end|>", "<|pad|>", "<|user|>", "<|assistant|>", "<|system|>"
-
-# `{% generation %}` marks the assistant span so TRL's assistant_only_loss also works with this template.
-TINY_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'system' %}" + SYSTEM + "{{ message['content'] }}" + EOT + "{% endif %}"
-    "{% if message['role'] == 'user' %}" + USER + "{{ message['content'] }}" + EOT + "{% endif %}"
-    "{% if message['role'] == 'assistant' %}"
-    + ASSISTANT
-    + "{% generation %}{{ message['content'] }}"
-    + EOT
-    + "{% endgeneration %}{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}" + ASSISTANT + "{% endif %}"
-)
-
-
-@dataclass
-class TinyModelSpec:
-    """Shape of the embedded Llama-style model (about 1M parameters at the defaults)."""
-
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 512
-    max_position_embeddings: int = 512
-    vocab_size: int = 128  # a target for BPE training; the real size is what the trainer ends up with
-
-
-def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Train a small byte-level BPE on `texts`; every digit stays its own token so numbers are spelled out."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
-    )
-    tokenizer.decoder = decoders.ByteLevel()
-    specials = [PAD, BOS, EOT, USER, ASSISTANT, SYSTEM]
-    # No initial_alphabet: the full 256-byte alphabet would bloat the vocabulary with bytes the task never uses.
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
-    tokenizer.train_from_iterator(texts, trainer=trainer)
-    wrapped = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOT, pad_token=PAD, padding_side="left"
-    )
-    wrapped.chat_template = TINY_CHAT_TEMPLATE
-    return wrapped
-
-
-def build_tiny_model(out_dir: str | Path, texts: Iterable[str], spec: TinyModelSpec, seed: int) -> Path:
-    """Train a tokenizer on `texts`, initialise a Llama-style model from `seed`, and save both to `out_dir`."""
-    out_dir = Path(out_dir)
-    tokenizer = train_tiny_tokenizer(texts, spec.vocab_size)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=spec.hidden_size,
-        intermediate_size=spec.intermediate_size,
-        num_hidden_layers=spec.num_layers,
-        num_attention_heads=spec.num_heads,
-        num_key_value_heads=spec.num_heads,
-        max_position_embeddings=spec.max_position_embeddings,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -105,6 +29,39 @@ def resolve_dtype(dtype: str) -> torch.dtype:
             return torch.bfloat16
         return torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def end_of_turn_token(tokenizer) -> str | None:
+    """The special token the chat template closes an assistant turn with (`<|im_end|>` in ChatML), or None when
+    the template closes turns with plain text. It may differ from the EOS: Qwen2.5's EOS is `<|endoftext|>`."""
+    marker = "SSP-END-OF-TURN-PROBE"
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}], tokenize=False
+        )
+    except Exception:  # a template may refuse a conversation ending with the assistant; then there is no answer
+        return None
+    if not isinstance(text, str) or marker not in text:
+        return None
+    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    for token_id in tokenizer(text.split(marker, 1)[1], add_special_tokens=False)["input_ids"]:
+        if token_id in special:
+            return tokenizer.convert_ids_to_tokens(token_id)
+        if tokenizer.convert_ids_to_tokens(token_id).strip("ĊĠ \n"):
+            return None  # text before any special token: the turn ends in plain text
+    return None
+
+
+def stop_token_ids(tokenizer, generation_config=None) -> list[int]:
+    """Every token that ends a completion: the generation config's EOS ids, the tokenizer's EOS and the chat
+    template's end-of-turn token, without repeats. Generation stops at the first of them."""
+    configured = getattr(generation_config, "eos_token_id", None)
+    ids = [configured] if isinstance(configured, int) else list(configured or [])
+    turn = end_of_turn_token(tokenizer)
+    for token_id in (tokenizer.eos_token_id, None if turn is None else tokenizer.convert_tokens_to_ids(turn)):
+        if token_id is not None and token_id not in ids:
+            ids.append(token_id)
+    return ids
 
 
 def load_tokenizer(name_or_path: str | Path, chat_template: str | None = None):
@@ -127,16 +84,85 @@ def load_model(name_or_path: str | Path, dtype: str = "auto", device: str | None
     return model
 
 
-def is_model_dir(path: str | Path) -> bool:
-    """A local Hugging Face model folder: a config plus safetensors weights."""
-    path = Path(path)
-    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
-
-
 def looks_like_local_path(name_or_path: str) -> bool:
     """Hub ids are `org/name`; anything that starts like a filesystem path, or exists, is treated as local."""
     return name_or_path.startswith((".", "/", "~")) or os.path.exists(name_or_path) or name_or_path.count("/") > 1
 
 
-def read_architecture(model_dir: str | Path) -> dict:
-    return json.loads((Path(model_dir) / "config.json").read_text())
+def with_context(config, max_position_embeddings=None, rope_theta=None, rope_scaling=None, overrides=None):
+    """A copy of a model config with its context replaced: positions, RoPE theta and RoPE scaling (transformers 5
+    keeps both in `rope_parameters`), plus any other `overrides`. Rebuilt from its dict, so transformers validates
+    the RoPE parameters as it does when loading a checkpoint."""
+    data = config.to_dict()
+    data.update(overrides or {})
+    if max_position_embeddings is not None:
+        data["max_position_embeddings"] = max_position_embeddings
+    rope = dict(data.get("rope_parameters") or {})
+    if rope_scaling is not None:
+        # Scaled RoPE stretches the positions the model was trained on: by default, the config's current context.
+        trained = getattr(config, "max_position_embeddings", None)
+        theta = rope.get("rope_theta", data.get("rope_theta"))
+        rope = {"rope_theta": theta, "original_max_position_embeddings": trained, **rope_scaling}
+        if rope["rope_type"] not in ("yarn", "llama3", "longrope"):
+            rope.pop("original_max_position_embeddings")
+    if rope_theta is not None:
+        rope["rope_theta"] = float(rope_theta)
+    if rope:
+        data["rope_parameters"] = rope
+        data.pop("rope_theta", None)
+        data.pop("rope_scaling", None)
+    return type(config).from_dict(data)
+
+
+def context_of(config) -> tuple[int | None, dict]:
+    """(positions, RoPE parameters) of a model config, for comparing and reporting."""
+    rope = dict(getattr(config, "rope_parameters", None) or {})
+    return getattr(config, "max_position_embeddings", None), rope
+
+
+def prepare_initial_model(source: str | Path, target: str | Path, *, context: dict, chat_template: str | None) -> bool:
+    """Write `source` to `target` with the recipe's context and chat template in its files, and every stop token
+    (`stop_token_ids`) in its generation config, so whatever loads a saved model later (training, probing, the
+    merge, TRL's vLLM engine, `ssp eval`) sees the same context and stops at the end of the turn. Returns False,
+    writing nothing, when `source` already has all of it; the model is loaded and saved again only when something
+    changes."""
+    stored_template = AutoTokenizer.from_pretrained(str(source)).chat_template
+    tokenizer = load_tokenizer(source, chat_template)
+    config = AutoConfig.from_pretrained(str(source))
+    wanted = with_context(config, **context)
+    generation = GenerationConfig.from_pretrained(str(source)) if _has_generation_config(source) else None
+    stops = stop_token_ids(tokenizer, generation)
+    current = getattr(generation, "eos_token_id", None)
+    current = [current] if isinstance(current, int) else list(current or [])
+    unchanged = (
+        context_of(wanted) == context_of(config)
+        and wanted.to_dict() == config.to_dict()
+        and current == stops
+        and tokenizer.chat_template == stored_template
+    )
+    if unchanged:
+        return False
+    model = AutoModelForCausalLM.from_pretrained(str(source), config=wanted, dtype="auto")  # the stored precision
+    model.generation_config.eos_token_id = stops
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    # Written beside the target and moved into place: `source` may be `target`, whose weights are still mapped.
+    target = Path(target)
+    staging = target.with_name(target.name + ".writing")
+    if staging.exists():
+        shutil.rmtree(staging)
+    model.save_pretrained(str(staging))
+    tokenizer.save_pretrained(str(staging))
+    del model
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return True
+
+
+def _has_generation_config(source: str | Path) -> bool:
+    try:
+        GenerationConfig.from_pretrained(str(source))
+    except OSError:
+        return False
+    return True

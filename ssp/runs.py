@@ -5,29 +5,52 @@ from __future__ import annotations
 import json
 import os
 import string
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 from accelerate import PartialState
+from transformers import AutoConfig
 
 from ssp.config import RecipeError, dump_recipe
-from ssp.models import TinyModelSpec, build_tiny_model
+from ssp.models import prepare_initial_model
+from ssp.tiny_models import build_tiny_model
 
 
-def cpu_deepspeed_backend() -> str | None:
-    """`gloo` for a DeepSpeed launch on a machine without CUDA, else None (accelerate's default).
+def launched_on_cpu() -> bool:
+    """A multi-process launch (accelerate launch, torchrun) on a machine without CUDA."""
+    return int(os.environ.get("LOCAL_RANK", -1)) != -1 and not torch.cuda.is_available()
 
-    Without an explicit backend, accelerate initialises DeepSpeed's process group but reports one process per rank,
-    so DeepSpeed's batch-size check fails and barriers are no-ops. Passing gloo makes every rank see the world.
+
+def _deepspeed_launch() -> bool:
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def distributed_state(timeout_minutes: float | None = None) -> PartialState:
+    """This process's place in the launch. The first call creates the process group, with `timeout_minutes` for
+    every collective (a rank waiting at a barrier gives up after that long); later calls return the same state.
+
+    On CPU the group is gloo: accelerate picks no backend there when it is not told to use the CPU, and each rank
+    would then run alone, all of them as "the main process". Without DeepSpeed the launch is accelerate's MULTI_CPU
+    (DDP over gloo); with DeepSpeed, DeepSpeed's group over gloo. A group someone else created (DeepSpeed's default
+    is 10 minutes, which `ddp_timeout` never changes) gets the timeout set on it.
     """
-    launched = int(os.environ.get("LOCAL_RANK", -1)) != -1
-    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-    return "gloo" if launched and deepspeed and not torch.cuda.is_available() else None
+    kwargs = {} if timeout_minutes is None else {"timeout": timedelta(minutes=timeout_minutes)}
+    if launched_on_cpu():
+        kwargs.update(backend="gloo", cpu=not _deepspeed_launch())
+    state = PartialState(**kwargs)
+    if timeout_minutes is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.distributed_c10d._set_pg_timeout(timedelta(minutes=timeout_minutes))
+    return state
 
 
-def distributed_state() -> PartialState:
-    backend = cpu_deepspeed_backend()
-    return PartialState(backend=backend) if backend else PartialState()
+def trainer_distributed_args(timeout_minutes: float) -> dict:
+    """The TrainingArguments fields that must agree with `distributed_state`: transformers re-creates the state
+    from them (the process group itself is kept)."""
+    args = {"ddp_timeout": int(timeout_minutes * 60)}
+    if launched_on_cpu():
+        args.update(ddp_backend="gloo", use_cpu=not _deepspeed_launch())
+    return args
 
 
 def release_distributed() -> None:
@@ -72,20 +95,51 @@ def tiny_model_texts(rows: list[dict], prompt_template: str, system_prompt: str 
     so no character a user types later is silently dropped."""
     texts = [string.printable, prompt_template, system_prompt or ""]
     for row in rows:
-        texts.append(row["problem"])
+        texts.append(row.get("prompt", row["problem"]))
         texts.extend(row["solutions"])
     return texts
 
 
-def materialize_base_model(recipe, rows: list[dict], out: Path, state: PartialState) -> str:
-    """The initial model's path: the recipe's, or for `tiny` a freshly built model saved to OUT/base."""
-    if recipe.model.name_or_path != "tiny":
-        return recipe.model.name_or_path
+def model_context_overrides(recipe) -> dict:
+    """The recipe's changes to the model's config (`model.context`, `model.config_overrides`), as
+    `ssp.models.with_context` arguments."""
+    context = recipe.model.context
+    return {
+        "max_position_embeddings": context.max_position_embeddings,
+        "rope_theta": context.rope_theta,
+        "rope_scaling": context.rope_scaling,
+        "overrides": recipe.model.config_overrides,
+    }
+
+
+def planned_positions(recipe, name_or_path: str) -> int | None:
+    """The context (positions) the run's models will have, read before anything is written; None when the model's
+    config cannot be read yet (a hub id not in the local cache)."""
+    if recipe.model.context.max_position_embeddings is not None:
+        return recipe.model.context.max_position_embeddings
+    if "max_position_embeddings" in recipe.model.config_overrides:
+        return recipe.model.config_overrides["max_position_embeddings"]
+    if name_or_path == "tiny":
+        return recipe.model.tiny.max_position_embeddings
+    try:
+        return getattr(AutoConfig.from_pretrained(name_or_path), "max_position_embeddings", None)
+    except (OSError, ValueError):
+        return None
+
+
+def materialize_base_model(recipe, rows: list[dict], out: Path, state: PartialState, source: str | None = None) -> str:
+    """The initial model's path. OUT/base when ssp writes the initial model: the embedded `tiny` model, or a
+    model whose files lack the recipe's context, chat template or the end-of-turn stop token
+    (`ssp.models.prepare_initial_model`); otherwise `source` itself (by default the recipe's model)."""
+    source = source or recipe.model.name_or_path
     base = out / "base"
     if state.is_main_process:
-        spec: TinyModelSpec = recipe.model.tiny
-        build_tiny_model(
-            base, tiny_model_texts(rows, recipe.data.prompt_template, recipe.data.system_prompt), spec, recipe.seed
+        if source == "tiny":
+            texts = tiny_model_texts(rows, recipe.data.prompt_template, recipe.data.system_prompt)
+            build_tiny_model(base, texts, recipe.model.tiny, recipe.seed)
+            source = str(base)
+        prepare_initial_model(
+            source, base, context=model_context_overrides(recipe), chat_template=recipe.model.chat_template
         )
     state.wait_for_everyone()
-    return str(base)
+    return str(base) if (base / "config.json").is_file() else source

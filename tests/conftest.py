@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from ssp.data.synthetic import make_splits
-from ssp.models import TinyModelSpec, build_tiny_model
 from ssp.runs import tiny_model_texts
+from ssp.tiny_models import TinyModelSpec, build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

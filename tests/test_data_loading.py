@@ -34,14 +34,28 @@ def test_rows_with_the_same_problem_become_one_multipath_problem(tmp_path):
         ],
     )
     source = DataSource(path=str(path), fields=FieldMap(problem="q", solution="sol", domain="topic"))
-    rows = load_split([source], TASK, "data.train", for_training=True)
+    rows = load_split([source], TASK, "data.train", "Q: {problem}", for_training=True)
     assert [(r["problem"], len(r["solutions"]), r["answer"]) for r in rows] == [("1+1?", 2, "2"), ("2*3?", 2, "6")]
-    examples = sft_examples(rows, paths_per_problem=1, template="Q: {problem}", system_prompt=None)
+    examples = sft_examples(rows, paths_per_problem=1, system_prompt=None)
     assert len(examples) == 2
     assert examples[0]["prompt"] == [{"role": "user", "content": "Q: 1+1?"}]
     assert examples[0]["completion"] == [{"role": "assistant", "content": "1+1=2. \\boxed{2}"}]
-    assert len(sft_examples(rows, 2, "{problem}", "be brief")) == 4
-    assert sft_examples(rows, 2, "{problem}", "be brief")[0]["prompt"][0] == {"role": "system", "content": "be brief"}
+    assert len(sft_examples(rows, 2, "be brief")) == 4
+    assert sft_examples(rows, 2, "be brief")[0]["prompt"][0] == {"role": "system", "content": "be brief"}
+
+
+def test_a_source_template_replaces_the_recipe_template_for_its_rows(tmp_path):
+    path = write_jsonl(tmp_path / "mixed.jsonl", [{"problem": "Add 1 and 2.", "answer": "3", "domain": "math"}])
+    code = write_jsonl(
+        tmp_path / "code.jsonl", [{"problem": "Reverse a list.", "tests": "assert True", "domain": "code"}]
+    )
+    sources = [
+        DataSource(path=str(path)),
+        DataSource(path=str(code), fields=FieldMap(tests="tests"), reward="code_tests",
+                   prompt_template="{problem}\nWrite Python."),
+    ]  # fmt: skip
+    rows = load_split(sources, TASK, "data.probe", "{problem} Box the answer.")
+    assert [row["prompt"] for row in rows] == ["Add 1 and 2. Box the answer.", "Reverse a list.\nWrite Python."]
 
 
 def test_parquet_and_json_files(tmp_path):

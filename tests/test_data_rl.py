@@ -56,7 +56,7 @@ def test_math_set_is_labelled_decontaminated_and_read_by_the_rl_loader(tmp_path,
     assert sum(report["by_subdomain"].values()) == problems["kept"]
 
     source = DataSource(path=str(tmp_path / "rl" / "math.jsonl"), reward="math_verify")
-    rows = load_split([source], TaskConfig(), "rl.data")
+    rows = load_split([source], TaskConfig(), "rl.data", "{problem}\nAnswer in \\boxed{}.")
     assert len(rows) == problems["kept"]
     assert {row["domain"] for row in rows} == {"algebra", "geometry", "calculus", "statistics", "arithmetic"}
     gsm8k_rows = read_jsonl(shared_data / "gsm8k" / "train.jsonl")
@@ -65,8 +65,9 @@ def test_math_set_is_labelled_decontaminated_and_read_by_the_rl_loader(tmp_path,
     assert (
         first["answer"] == original["answer"].rsplit("####", 1)[1].strip()
     )  # the text after ####, as rewards read it
-    dataset = rl_dataset(rows, "{problem}\nAnswer in \\boxed{}.", None)
-    assert dataset.column_names == ["prompt", "answer", "domain"]
+    dataset = rl_dataset(rows, None)
+    assert dataset.column_names == ["prompt", "answer", "domain", "correctness_reward"]
+    assert set(dataset["correctness_reward"]) == {"math_verify"}
     assert dataset[0]["prompt"][0]["content"].endswith("\nAnswer in \\boxed{}.")
 
 
@@ -93,7 +94,7 @@ def test_code_set_keeps_tests_and_is_read_by_the_rl_loader(tmp_path, shared_data
         r["problem"]: r["tests"] for r in json.loads((shared_data / "rllm_code" / "codeforces_test.json").read_text())
     }
     assert len(rows) == report["problems"]["kept"] and all(row["tests"] == originals[row["problem"]] for row in rows)
-    assert rl_dataset(rows, "{problem}", None).column_names == ["prompt", "answer", "domain", "tests"]
+    assert rl_dataset(rows, None).column_names == ["prompt", "answer", "domain", "correctness_reward", "tests"]
 
 
 def test_mixing_math_and_code_sources_is_refused(tmp_path, shared_data, capsys):
@@ -123,8 +124,8 @@ def test_a_prelude_column_reaches_the_code_reward_through_the_rl_dataset(tmp_pat
     source = DataSource(path=str(path), fields=fields, domain="code", reward="code_tests")
     rows = load_split([source], TaskConfig(), "rl.data")
     assert rows[0]["prelude"] == LEETCODE_PRELUDE
-    dataset = rl_dataset(rows, "{problem}", None)
-    assert dataset.column_names == ["prompt", "answer", "domain", "tests", "prelude"]
+    dataset = rl_dataset(rows, None)
+    assert dataset.column_names == ["prompt", "answer", "domain", "correctness_reward", "tests", "prelude"]
     response = f"```python\n{leetcode['solutions']}\n```"
     columns = {name: list(dataset[name]) for name in ("tests", "prelude")}
     assert code_tests([response], **columns) == [1.0]
@@ -205,7 +206,7 @@ def test_leetcode_rows_carry_their_prelude_to_the_code_reward(tmp_path, shared_d
     def reward_of_reference_solutions():
         fields = FieldMap(tests="tests", prelude="prelude")
         source = DataSource(path=str(tmp_path / "code.jsonl"), fields=fields, reward="code_tests")
-        dataset = rl_dataset(load_split([source], TaskConfig(), "rl.data"), "{problem}", None)
+        dataset = rl_dataset(load_split([source], TaskConfig(), "rl.data"), None)
         return code_tests(responses, tests=list(dataset["tests"]), prelude=list(dataset["prelude"]))
 
     assert main(["data", "rl", write_recipe(tmp_path, recipe)]) == 0

@@ -9,8 +9,9 @@ from ssp.data.loading import DataError
 from ssp.evaluation import report
 from ssp.evaluation import run as eval_run
 from ssp.evaluation.report import answer_classes, ks_up_to, majority_correct_math
-from ssp.evaluation.run import EvalSettings, SandboxFailure, chunk_seed, run_eval
+from ssp.evaluation.run import EvalSettings, SandboxFailure, run_eval
 from ssp.generation.backends import TransformersBackend
+from ssp.generation.parallel import chunk_seed
 from ssp.generation.sampling import Generations
 from ssp.rewards import sandbox
 from ssp.rewards._pool import TaskFailure, WorkerStartError

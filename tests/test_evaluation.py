@@ -1,7 +1,7 @@
 import pytest
 
 from ssp.config import SamplingConfig
-from ssp.evaluation.evaluate import evaluate_loaded, score_rows, summarize
+from ssp.evaluation.evaluate import evaluate_model, score_rows, summarize
 from ssp.generation.sampling import Generations, sample
 from ssp.models import load_model, load_tokenizer
 
@@ -67,11 +67,17 @@ def test_generation_never_runs_past_the_context(tiny_model_dir):
 
 
 def test_seeded_evaluation_is_reproducible(tiny_model_dir, small_splits):
-    tokenizer, model = load_tokenizer(tiny_model_dir), load_model(tiny_model_dir)
-    data = [dict(r, reward="boxed_match") for r in small_splits["test"][::4]]
+    data = [
+        dict(r, reward="boxed_match", prompt=r["problem"], id=f"t-{i}")
+        for i, r in enumerate(small_splits["test"][::4])
+    ]
     sampling = SamplingConfig(n=4, max_new_tokens=8, batch_size=4)
-    first = evaluate_loaded(model, tokenizer, data, sampling, [1, 4], "{problem}", None, seed=5)
-    second = evaluate_loaded(model, tokenizer, data, sampling, [1, 4], "{problem}", None, seed=5)
+    first = evaluate_model(tiny_model_dir, data, sampling, [1, 4], seed=5, name="test")
+    second = evaluate_model(tiny_model_dir, data, sampling, [1, 4], seed=5, name="test")
     assert first == second
     assert set(first["domains"]) == {"arithmetic", "linear", "modular", "sequence", "all"}
     assert first["tokens_generated"] > 0
+    assert sorted(first["per_problem"]) == sorted(row["id"] for row in data)
+    assert all(0 <= count <= 4 for count in first["per_problem"].values())
+    other_seed = evaluate_model(tiny_model_dir, data, sampling, [1, 4], seed=6, name="test")
+    assert other_seed != first  # the seed drives the samples

@@ -116,7 +116,7 @@ def test_mgpo_metrics_and_weighted_advantage_log(runs):
 
 
 def test_unknown_correctness_reward_is_refused(tiny_model_dir, tmp_path):
-    with pytest.raises(ValueError, match="rl.correctness_reward 'nope' is not among the rewards"):
+    with pytest.raises(ValueError, match="correctness reward 'nope' is not among the rewards"):
         MGPOTrainer(
             model=load_model(tiny_model_dir),
             reward_funcs=[even_length],

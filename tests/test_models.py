@@ -1,7 +1,8 @@
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ssp.models import TinyModelSpec, build_tiny_model, count_parameters, load_model, load_tokenizer
+from ssp.models import count_parameters, load_model, load_tokenizer
 from ssp.runs import tiny_model_texts
+from ssp.tiny_models import TinyModelSpec, build_tiny_model
 
 
 def test_default_tiny_model_has_about_a_million_parameters(tmp_path, small_splits):

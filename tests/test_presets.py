@@ -108,7 +108,7 @@ def test_a_batch_over_the_sequence_limit_is_split_into_sub_batches(tiny_model_di
 
 def test_vllm_sampling_arguments_mean_the_same_as_the_presets():
     for name, sampling in PRESETS.items():
-        kwargs = vllm_sampling_kwargs(sampling, max_tokens=100, seed=3)
+        kwargs = vllm_sampling_kwargs(sampling, max_tokens=100, seed=3, stop_token_ids=[7, 9])
         assert kwargs == {
             "n": sampling.n,
             "temperature": sampling.temperature,
@@ -117,6 +117,7 @@ def test_vllm_sampling_arguments_mean_the_same_as_the_presets():
             "repetition_penalty": sampling.repetition_penalty,
             "max_tokens": 100,
             "seed": 3,
+            "stop_token_ids": [7, 9],
             "skip_special_tokens": True,
         }, name
     assert vllm_sampling_kwargs(dataclasses.replace(PRESETS["code"], top_k=20), 5)["top_k"] == 20

@@ -85,7 +85,7 @@ def even_length(completions, **kwargs):
 def test_two_stage_curriculum_hands_the_model_on(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setitem(REWARDS, "even_length", even_length)
     out = tmp_path / "run"
-    rewards = ["rl.rewards={even_length: 1.0, boxed_match: 0.5}", "rl.correctness_reward=even_length"]
+    rewards = ["rl.rewards={even_length: 1.0, boxed_match: 0.5}", "rl.data.0.reward=even_length"]
     assert (
         main(
             [

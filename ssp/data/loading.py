@@ -147,11 +147,21 @@ def load_source(source: DataSource, task: TaskConfig, key: str, for_training: bo
     return rows
 
 
-def load_split(sources: list[DataSource], task: TaskConfig, key: str, for_training: bool = False) -> list[dict]:
-    """All rows of one split (e.g. `data.train`), ids made unique across its sources."""
+def load_split(
+    sources: list[DataSource],
+    task: TaskConfig,
+    key: str,
+    prompt_template: str = "{problem}",
+    for_training: bool = False,
+) -> list[dict]:
+    """All rows of one split (e.g. `data.train`), ids made unique across its sources. Each row's `prompt` is the
+    user turn: its problem in its source's `prompt_template`, or in `prompt_template` (the recipe's
+    `data.prompt_template`) when the source has none, so code rows can ask for code and math rows for a box."""
     rows = []
     for i, source in enumerate(sources):
-        rows.extend(load_source(source, task, f"{key}.{i}", for_training))
+        template = source.prompt_template or prompt_template
+        for row in load_source(source, task, f"{key}.{i}", for_training):
+            rows.append(dict(row, prompt=template.replace("{problem}", row["problem"])))
     for i, row in enumerate(rows):
         row["id"] = f"{key.rsplit('.', 1)[-1]}-{i}"
     return rows
@@ -164,17 +174,17 @@ def rows_by_domain(rows: list[dict]) -> dict[str, list[dict]]:
     return dict(grouped)
 
 
-def user_prompt(problem: str, template: str, system_prompt: str | None = None) -> list[dict]:
-    """The conversational prompt of one problem."""
+def chat_prompt(user_turn: str, system_prompt: str | None = None) -> list[dict]:
+    """The conversation sent to the model: an optional system turn and the user turn."""
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return messages + [{"role": "user", "content": template.replace("{problem}", problem)}]
+    return messages + [{"role": "user", "content": user_turn}]
 
 
-def sft_examples(rows: list[dict], paths_per_problem: int, template: str, system_prompt: str | None) -> list[dict]:
+def sft_examples(rows: list[dict], paths_per_problem: int, system_prompt: str | None) -> list[dict]:
     """Multi-path SFT: every kept path of every problem is one prompt/completion example."""
     examples = []
     for row in rows:
-        prompt = user_prompt(row["problem"], template, system_prompt)
+        prompt = chat_prompt(row["prompt"], system_prompt)
         for solution in row["solutions"][:paths_per_problem]:
             examples.append({"prompt": prompt, "completion": [{"role": "assistant", "content": solution}]})
     return examples

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ssp.config import DataSource, RecipeError, SamplingConfig, check_model_path
 from ssp.data.decontaminate import DecontaminateConfig, check_config, normalize_words
-from ssp.data.loading import user_prompt
+from ssp.data.loading import chat_prompt
 from ssp.data.outputs import check_output, format_table, report_path, write_outputs
 from ssp.data.problems import ProblemReader, check_sources, decontaminate, kind_of, kinds_of
 from ssp.generation.backends import get_backend
@@ -214,7 +214,8 @@ def sample_candidates(config: MultipathConfig, problems: list[dict]) -> int:
     backend = get_backend(
         config.model, config.backend, dtype=config.dtype, tensor_parallel_size=config.tensor_parallel_size
     )
-    prompts = [user_prompt(p["problem"], config.prompt_template, config.system_prompt) for p in problems]
+    template = config.prompt_template
+    prompts = [chat_prompt(template.replace("{problem}", p["problem"]), config.system_prompt) for p in problems]
     generations = backend.generate(prompts, config.sampling, seed=config.seed, desc="sampling candidates")
     for problem, texts, truncated in zip(problems, generations.texts, generations.truncated, strict=True):
         problem["candidates"].extend(None if cut else text for text, cut in zip(texts, truncated, strict=True))

@@ -1,17 +1,20 @@
-"""Score sampled completions with the rows' correctness rewards and summarise them as pass@k per subdomain."""
+"""Sample, score and summarise a model on rows: pass@k per subdomain. The one evaluation that probing and both
+stages' test evaluations run, spread over the launch's processes (`ssp.generation.parallel`)."""
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 
-from ssp.config import DataConfig, EvalConfig, SamplingConfig
-from ssp.data.loading import user_prompt
+from ssp.config import EvalConfig, SamplingConfig
+from ssp.data.loading import chat_prompt
 from ssp.evaluation.passk import pass_at_k
-from ssp.generation.sampling import Generations, default_device, sample
-from ssp.models import load_model, load_tokenizer
+from ssp.generation.backends import get_backend
+from ssp.generation.parallel import chunk_count, chunk_seed, spread, world
+from ssp.generation.sampling import Generations
 from ssp.rewards import get_reward
 
 
@@ -60,50 +63,81 @@ def summarize(rows: list[dict], correct: list[list[bool]], ks: list[int], genera
     return summary
 
 
-def evaluate_loaded(
-    model,
-    tokenizer,
+def local_device() -> torch.device:
+    """This process's own device: its GPU in a launch (`LOCAL_RANK`), the first GPU alone, or the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def evaluate_model(
+    model_dir: str | Path,
     rows: list[dict],
     sampling: SamplingConfig,
     ks: list[int],
-    prompt_template: str,
-    system_prompt: str | None,
+    *,
     seed: int,
+    name: str,
+    system_prompt: str | None = None,
     greedy: bool = False,
+    backend: str = "auto",
     desc: str = "evaluating",
 ) -> dict:
-    """Sample, score and summarise one model on `rows`. Seeded, so the same model gives the same numbers."""
-    torch.manual_seed(seed)
-    prompts = [user_prompt(row["problem"], prompt_template, system_prompt) for row in rows]
-    model.eval()
-    generations = sample(model, tokenizer, prompts, sampling, greedy=greedy, desc=desc)
-    correct = score_rows(rows, generations.texts)
-    result = summarize(rows, correct, [1] if greedy else ks, generations)
-    return {"domains": result, "tokens_generated": generations.tokens}
+    """Sample `sampling.n` completions of every row's prompt (one if `greedy`), score them and summarise.
+
+    Every process of a launch calls this with the same rows; each samples and scores its share of the chunks of
+    `sampling.batch_size` rows with its own copy of the model, and every process gets the whole result. Chunk c is
+    seeded by `chunk_seed(seed, name, c)`: the same model, rows and seed give the same numbers however many
+    processes share the work. Returns `{"domains": per-subdomain metrics, "per_problem": correct samples per row
+    id, "tokens_generated"}`.
+    """
+    _, processes = world()
+    engine = get_backend(model_dir, backend, device=local_device() if processes > 1 else None,
+                         data_parallel=processes > 1)  # fmt: skip
+    prompts = [chat_prompt(row["prompt"], system_prompt) for row in rows]
+    size = sampling.batch_size
+
+    def sample_and_score(chunk: int):
+        span = slice(chunk * size, (chunk + 1) * size)
+        generations = engine.generate(
+            prompts[span], sampling, seed=chunk_seed(seed, name, chunk), greedy=greedy, progress=False
+        )
+        return score_rows(rows[span], generations.texts), generations.lengths, generations.truncated
+
+    results = spread(chunk_count(len(rows), size), sample_and_score, desc=desc)
+    engine.close()  # frees the model before the next one loads
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    correct = [flags for result in results for flags in result[0]]
+    generations = Generations(
+        lengths=[lengths for result in results for lengths in result[1]],
+        truncated=[flags for result in results for flags in result[2]],
+    )
+    return {
+        "domains": summarize(rows, correct, [1] if greedy else ks, generations),
+        "per_problem": {row["id"]: sum(flags) for row, flags in zip(rows, correct, strict=True)},
+        "tokens_generated": generations.tokens,
+    }
 
 
-def evaluate_model(model_dir: str | Path, rows: list[dict], sampling: SamplingConfig, ks: list[int], **kwargs) -> dict:
-    """Load a saved model and evaluate it (see `evaluate_loaded`)."""
-    tokenizer = load_tokenizer(model_dir)
-    model = load_model(model_dir, device=default_device())
-    result = evaluate_loaded(model, tokenizer, rows, sampling, ks, **kwargs)
-    del model
-    return result
-
-
-def evaluate_models(models: dict[str, Path], rows: list[dict], evaluation: EvalConfig, data: DataConfig, seed: int):
+def evaluate_models(
+    models: dict[str, Path], rows: list[dict], evaluation: EvalConfig, system_prompt: str | None, seed: int
+) -> dict:
     """Test-split numbers of each named model: overall pass@k, per-subdomain results, greedy accuracy when
-    `evaluation.greedy`, and the tokens sampled. The one evaluation both stages report."""
-    common = dict(prompt_template=data.prompt_template, system_prompt=data.system_prompt, seed=seed)
+    `evaluation.greedy`, correct samples per problem, and the tokens sampled. The one evaluation both stages
+    report; every process of a launch takes part (`evaluate_model`)."""
     results = {}
-    for name, model_dir in models.items():
-        sampled = evaluate_model(model_dir, rows, evaluation.sampling, evaluation.ks, desc=f"test {name}", **common)
+    for label, model_dir in models.items():
+        sampled = evaluate_model(model_dir, rows, evaluation.sampling, evaluation.ks, seed=seed, name="test",
+                                 system_prompt=system_prompt, desc=f"test {label}")  # fmt: skip
         entry = {"model": str(model_dir), **sampled["domains"]["all"], "domains": sampled["domains"]}
+        entry["per_problem"] = sampled["per_problem"]
         entry["tokens_generated"] = sampled["tokens_generated"]
         if evaluation.greedy:
-            greedy = evaluate_model(model_dir, rows, evaluation.sampling, [1], greedy=True, desc=f"greedy {name}",
-                                    **common)  # fmt: skip
+            greedy = evaluate_model(model_dir, rows, evaluation.sampling, [1], seed=seed, name="greedy",
+                                    system_prompt=system_prompt, greedy=True, desc=f"greedy {label}")  # fmt: skip
             entry["greedy"] = greedy["domains"]["all"]["pass@1"]
             entry["tokens_generated"] += greedy["tokens_generated"]
-        results[name] = entry
+        results[label] = entry
     return results

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from ssp.config import RecipeError
 from ssp.data.benchmarks import benchmark_source, get_spec, load_benchmark
 from ssp.evaluation.report import benchmark_metrics, markdown_table, plot_pass_at_k
 from ssp.generation.backends import get_backend
+from ssp.generation.parallel import chunk_seed
 from ssp.generation.presets import resolve_sampling
 from ssp.models import looks_like_local_path
 from ssp.rewards.code import check_programs
@@ -130,11 +130,6 @@ def run_eval(settings: EvalSettings) -> dict:
     _write_text(out / "results.md", markdown_table(results))
     plot_pass_at_k(results, out / "pass_at_k.png")
     return results
-
-
-def chunk_seed(seed: int, benchmark: str, chunk: int) -> int:
-    """The sampling seed of one chunk: fixed by the run's seed, the benchmark and the chunk's position."""
-    return zlib.crc32(f"{seed}/{benchmark}/{chunk}".encode())
 
 
 def score_chunk(kind: str, rows: list[dict], texts: list[list[str]]) -> list[list[tuple[bool, str]]]:

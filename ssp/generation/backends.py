@@ -21,11 +21,11 @@ import importlib.util
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, GenerationConfig
 
 from ssp.config import RecipeError, SamplingConfig
 from ssp.generation.sampling import Generations, sample
-from ssp.models import load_model, load_tokenizer, looks_like_local_path, resolve_dtype
+from ssp.models import load_model, load_tokenizer, looks_like_local_path, resolve_dtype, stop_token_ids
 
 BACKENDS = ("auto", "transformers", "vllm")
 # Sequences per transformers `generate` call on GPU: the eval defaults (64 prompts x n = 64) would put 4,096 long
@@ -50,10 +50,13 @@ def get_backend(
     tensor_parallel_size: int = 1,
     gpu_memory_utilization: float = 0.9,
     max_model_len: int | None = None,
+    device: str | torch.device | None = None,
+    data_parallel: bool = False,
 ):
     """A loaded backend for `model_path` (a local folder or a hub id). `tensor_parallel_size`,
     `gpu_memory_utilization` and `max_model_len` are vLLM's; the transformers backend spreads a model over all
-    visible GPUs by itself (`device_map="auto"`)."""
+    visible GPUs by itself (`device_map="auto"`) unless given its `device`. `data_parallel`: every process of a
+    launch builds its own copy on its own device and samples its own prompts (`ssp.generation.parallel`)."""
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
     if looks_like_local_path(str(model_path)) and not Path(model_path).expanduser().exists():
@@ -66,8 +69,9 @@ def get_backend(
             tensor_parallel_size=tensor_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization,
             max_model_len=max_model_len,
+            data_parallel=data_parallel,
         )
-    return TransformersBackend(model_path, dtype=dtype, chat_template=chat_template)
+    return TransformersBackend(model_path, dtype=dtype, chat_template=chat_template, device=device)
 
 
 def chat_texts(tokenizer, prompts: list[list[dict]]) -> list[str]:
@@ -96,11 +100,17 @@ class TransformersBackend:
         dtype: str = "auto",
         chat_template: str | None = None,
         max_sequences: int | None = None,
+        device: str | torch.device | None = None,
     ):
         """`max_sequences`: the most sequences (prompts x n) one `generate` call holds; by default
-        `GPU_MAX_SEQUENCES` on GPU and no limit on CPU."""
+        `GPU_MAX_SEQUENCES` on GPU and no limit on CPU. `device`: the one device to load the model on (each process
+        of a launch uses its own); None spreads it over every visible GPU, or uses the CPU."""
         self.tokenizer = load_tokenizer(model_path, chat_template)
-        if torch.cuda.is_available():
+        if device is not None:
+            on_cpu = torch.device(device).type == "cpu"
+            precision = ("float32" if on_cpu else "auto") if dtype == "auto" else dtype
+            self.model = load_model(model_path, dtype=precision, device=device)
+        elif torch.cuda.is_available():
             self.model = AutoModelForCausalLM.from_pretrained(
                 str(model_path), dtype=resolve_dtype(dtype), device_map="auto"
             )
@@ -108,7 +118,7 @@ class TransformersBackend:
             self.model = load_model(model_path, dtype="float32" if dtype == "auto" else dtype, device="cpu")
         self.model.eval()
         self.context = getattr(self.model.config, "max_position_embeddings", None)
-        if max_sequences is None and torch.cuda.is_available():
+        if max_sequences is None and self.model.device.type == "cuda":
             max_sequences = GPU_MAX_SEQUENCES
         self.max_sequences = max_sequences
 
@@ -138,8 +148,18 @@ class TransformersBackend:
             )
         return with_no_room(len(prompts), fits, sampled, n)
 
+    def close(self) -> None:
+        """Free the model (before the next one loads on the same device)."""
+        self.model = None
 
-def vllm_sampling_kwargs(sampling: SamplingConfig, max_tokens: int, greedy: bool = False, seed: int | None = None):
+
+def vllm_sampling_kwargs(
+    sampling: SamplingConfig,
+    max_tokens: int,
+    greedy: bool = False,
+    seed: int | None = None,
+    stop_token_ids: list[int] | None = None,
+):
     """vLLM `SamplingParams` arguments with the same meaning as the transformers backend's."""
     return {
         "n": 1 if greedy else sampling.n,
@@ -149,6 +169,7 @@ def vllm_sampling_kwargs(sampling: SamplingConfig, max_tokens: int, greedy: bool
         "repetition_penalty": sampling.repetition_penalty,
         "max_tokens": max_tokens,
         "seed": seed,
+        "stop_token_ids": list(stop_token_ids or []),  # besides the tokenizer's EOS, which vLLM stops at anyway
         "skip_special_tokens": True,
     }
 
@@ -164,19 +185,26 @@ class VLLMBackend:
         tensor_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
         max_model_len: int | None = None,
+        data_parallel: bool = False,
     ):
+        """`data_parallel`: this process is one of a launch's, with its own engine on its own GPU; built like TRL's
+        colocated engine (`external_launcher`: vLLM runs inside this process and takes its device from the launch)
+        instead of spawning workers that would all pick the first GPU."""
         if importlib.util.find_spec("vllm") is None:
             raise BackendError("the vllm backend needs vLLM: install the optional extra ssp[vllm] on a CUDA machine")
         import vllm  # optional and CUDA only, so imported here
 
         self.vllm = vllm
         self.tokenizer = load_tokenizer(model_path, chat_template)
+        self.stop_token_ids = stop_token_ids(self.tokenizer, _generation_config(model_path))
+        kwargs = {"distributed_executor_backend": "external_launcher"} if data_parallel else {}
         self.llm = vllm.LLM(
             model=str(model_path),
             dtype="bfloat16" if dtype == "auto" else dtype,
             tensor_parallel_size=tensor_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization,
             max_model_len=max_model_len,
+            **kwargs,
         )
         self.context = self.llm.llm_engine.model_config.max_model_len
 
@@ -201,6 +229,7 @@ class VLLMBackend:
                     min(sampling.max_new_tokens, self.context - len(token_ids[i])),  # never past the context
                     greedy,
                     None if seed is None else seed + i,
+                    self.stop_token_ids,
                 )
             )
             for i in fits
@@ -213,3 +242,18 @@ class VLLMBackend:
             sampled.lengths.append([len(c.token_ids) for c in output.outputs])
             sampled.truncated.append([c.finish_reason == "length" for c in output.outputs])
         return with_no_room(len(prompts), fits, sampled, n)
+
+    def close(self) -> None:
+        """Shut the engine down and free its memory (before the next model's engine starts)."""
+        engine = getattr(self.llm, "llm_engine", None)
+        shutdown = getattr(engine, "shutdown", None) or getattr(getattr(engine, "engine_core", None), "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+        self.llm = None
+
+
+def _generation_config(model_path: str | Path):
+    try:
+        return GenerationConfig.from_pretrained(str(model_path))
+    except OSError:
+        return None

@@ -1,4 +1,5 @@
-"""Batched sampling with transformers: several prompts per call, `n` return sequences per prompt."""
+"""Batched sampling with transformers: several prompts per call, `n` return sequences per prompt, stopping at the
+EOS or at the chat template's end-of-turn token (`ssp.models.stop_token_ids`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ssp.config import SamplingConfig
+from ssp.models import stop_token_ids
 
 
 @dataclass
@@ -40,7 +42,7 @@ def sample(
     """Sample `sampling.n` completions for each conversational prompt (one greedy completion if `greedy`)."""
     n = 1 if greedy else sampling.n
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-    eos_ids = _eos_ids(model, tokenizer)
+    eos_ids = stop_token_ids(tokenizer, model.generation_config)  # EOS and the chat template's end of turn
     context = getattr(model.config, "max_position_embeddings", None)
     out = Generations()
     tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
@@ -81,11 +83,3 @@ def sample(
             out.lengths.append(lengths_i)
             out.truncated.append(truncated_i)
     return out
-
-
-def _eos_ids(model, tokenizer) -> list[int]:
-    ids = model.generation_config.eos_token_id
-    ids = [ids] if isinstance(ids, int) else list(ids or [])
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    return ids

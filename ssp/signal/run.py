@@ -1,7 +1,8 @@
 """`ssp rl RECIPE`: evaluate the initial model, then for each curriculum stage run GRPO with MGPO weighting,
 save the stage's model and metrics under OUT/stages/<name>/, and evaluate it on the test split.
 
-Every process trains; evaluations run once, on the main process.
+Every process trains and evaluates (each its share of the prompts, `ssp.generation.parallel`); the main process
+alone writes the results.
 """
 
 from __future__ import annotations
@@ -11,16 +12,24 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
+from transformers import GenerationConfig
 from trl import GRPOConfig
 
-from ssp.config import RLSection, resolve_stages
+from ssp.config import RecipeError, RLSection, resolve_stages
 from ssp.cost import CostMeter
-from ssp.data.loading import load_split, user_prompt
+from ssp.data.loading import chat_prompt, load_split
 from ssp.evaluation.evaluate import evaluate_models
 from ssp.generation.backends import vllm_available
-from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer
+from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer, stop_token_ids
 from ssp.rewards import get_reward
-from ssp.runs import cpu_deepspeed_backend, distributed_state, materialize_base_model, prepare_output_dir, write_json
+from ssp.runs import (
+    distributed_state,
+    materialize_base_model,
+    planned_positions,
+    prepare_output_dir,
+    trainer_distributed_args,
+    write_json,
+)
 from ssp.signal.report import print_signal_table
 from ssp.signal.trainer import MGPOTrainer
 
@@ -31,22 +40,64 @@ def resolve_initial_model(name_or_path: str) -> str:
     return str(spectrum) if (spectrum / "config.json").is_file() else name_or_path
 
 
-def rl_dataset(rows: list[dict], template: str, system_prompt: str | None) -> Dataset:
-    """Prompt rows for GRPOTrainer; every other column reaches the reward functions as a keyword argument."""
+def rl_dataset(rows: list[dict], system_prompt: str | None) -> Dataset:
+    """Prompt rows for GRPOTrainer; every other column reaches the reward functions as a keyword argument, and
+    `correctness_reward` names the reward whose score is the row's correctness for MGPO's p."""
     # Code rows carry what the code reward runs; every record gets the same columns (None where a row has none).
     code_columns = [column for column in ("tests", "prelude") if any(column in row for row in rows)]
     records = []
     for row in rows:
-        record = {"prompt": user_prompt(row["problem"], template, system_prompt), "answer": row["answer"]}
-        record["domain"] = row["domain"]
+        record = {"prompt": chat_prompt(row["prompt"], system_prompt), "answer": row["answer"]}
+        record.update(domain=row["domain"], correctness_reward=row["reward"])
         record.update({column: row.get(column) for column in code_columns})
         records.append(record)
     return Dataset.from_list(records)
 
 
-def build_grpo_config(rl: RLSection, stage_dir: Path, run_name: str, seed: int) -> GRPOConfig:
+def check_context_budget(recipe, stages: list[tuple[str, RLSection]], positions: int | None) -> None:
+    """Every stage's completions and the evaluation's must fit the context the model will have (before any work)."""
+    if positions is None:
+        return
+    for index, (name, rl) in enumerate(stages):
+        if rl.max_completion_length >= positions:
+            key = f"rl.stages.{index}" if recipe.rl.stages else "rl"
+            raise RecipeError(
+                f"{key}.max_completion_length: {rl.max_completion_length:,} tokens plus the prompt do not fit the "
+                f"model's context of {positions:,} positions (stage {name}); raise "
+                f"model.context.max_position_embeddings"
+            )
+    if recipe.eval.sampling.max_new_tokens >= positions:
+        raise RecipeError(
+            f"eval.sampling.max_new_tokens: {recipe.eval.sampling.max_new_tokens:,} new tokens plus the prompt do not "
+            f"fit the model's context of {positions:,} positions; raise model.context.max_position_embeddings"
+        )
+
+
+def stop_generation_kwargs(model_path: str, use_vllm: bool) -> dict:
+    """TRL's rollouts stop at every id in the model's generation config (written there by
+    `ssp.models.prepare_initial_model`, the chat template's end of turn among them). TRL's transformers path reads
+    that list itself; vLLM gets it as `stop_token_ids` as well, rather than relying on its own reading."""
+    if not use_vllm:
+        return {}
+    tokenizer = load_tokenizer(model_path)
+    generation = GenerationConfig.from_pretrained(model_path)
+    return {"stop_token_ids": stop_token_ids(tokenizer, generation)}
+
+
+def build_grpo_config(
+    rl: RLSection,
+    stage_dir: Path,
+    run_name: str,
+    seed: int,
+    timeout_minutes: float = 120.0,
+    model_path: str | None = None,
+) -> GRPOConfig:
     """TRL's config for one stage, built from the stage's settings."""
     use_vllm = vllm_available() if rl.use_vllm is None else rl.use_vllm
+    extra = dict(rl.trl)
+    if model_path is not None:
+        stops = stop_generation_kwargs(model_path, use_vllm)
+        extra["generation_kwargs"] = {**stops, **(extra.get("generation_kwargs") or {})}
     return GRPOConfig(
         output_dir=str(stage_dir / "checkpoints"),
         max_steps=rl.max_steps,
@@ -79,64 +130,66 @@ def build_grpo_config(rl: RLSection, stage_dir: Path, run_name: str, seed: int) 
         run_name=run_name,
         deepspeed=rl.deepspeed,
         seed=seed,
-        ddp_backend=cpu_deepspeed_backend(),
         dataloader_pin_memory=torch.cuda.is_available(),
         log_completions=False,
-        **rl.trl,
+        **trainer_distributed_args(timeout_minutes),
+        **extra,
     )
 
 
 def run_signal(recipe) -> dict | None:
     """Run the signal stage; returns the summary on the main process, None on the others."""
-    state = distributed_state()
+    state = distributed_state(recipe.distributed_timeout_minutes)
     meter = CostMeter.from_config(recipe.cost)
     stages = resolve_stages(recipe.rl)
     data = recipe.data
     stage_rows = {}
     for index, (name, rl) in enumerate(stages):
         key = f"rl.stages.{index}.data" if recipe.rl.stages else "rl.data"
-        stage_rows[name] = load_split(rl.data, recipe.task, key)
-    test_rows = load_split(data.test, recipe.task, "data.test")
+        stage_rows[name] = load_split(rl.data, recipe.task, key, data.prompt_template)
+    test_rows = load_split(data.test, recipe.task, "data.test", data.prompt_template)
+    initial = resolve_initial_model(recipe.model.name_or_path)
+    check_context_budget(recipe, stages, planned_positions(recipe, initial))
     out = prepare_output_dir(recipe, state)
-    model_path = resolve_initial_model(recipe.model.name_or_path)
-    if model_path == "tiny":
-        model_path = materialize_base_model(recipe, stage_rows[stages[0][0]], out, state)
+    # The initial model with the recipe's context and stop tokens in its files (TRL's vLLM engine reads them there).
+    model_path = materialize_base_model(recipe, stage_rows[stages[0][0]], out, state, source=initial)
 
-    def evaluate(name: str, path: str) -> dict:
-        entry = evaluate_models({name: Path(path)}, test_rows, recipe.eval, recipe.data, recipe.seed)[name]
-        meter.tokens_generated += entry["tokens_generated"]
+    def evaluate(label: str, path: str) -> dict:
+        entry = evaluate_models({label: Path(path)}, test_rows, recipe.eval, data.system_prompt, recipe.seed)[label]
+        meter.add_generation(entry["tokens_generated"], meter.parameters)
         return entry
 
     evaluations: dict[str, dict] = {}
-    if state.is_main_process and recipe.eval.base:
+    if recipe.eval.base:
         with meter.phase("eval"):
             evaluations["initial"] = evaluate("initial", model_path)
-    state.wait_for_everyone()
 
     stage_results = {}
     for name, rl in stages:
         stage_dir = out / "stages" / name
-        tokenizer = load_tokenizer(model_path, recipe.model.chat_template)
-        model = load_model(model_path, recipe.model.dtype, config_overrides=recipe.model.config_overrides)
-        parameters = count_parameters(model)  # before ZeRO-3 partitions the parameters
+        tokenizer = load_tokenizer(model_path)
+        model = load_model(model_path, recipe.model.dtype)
+        meter.parameters = count_parameters(model)  # before ZeRO-3 partitions the parameters
+        args = build_grpo_config(rl, stage_dir, f"{Path(recipe.output_dir).name}-{name}", recipe.seed,
+                                 recipe.distributed_timeout_minutes, model_path)  # fmt: skip
         trainer = MGPOTrainer(
             model=model,
             reward_funcs=[get_reward(reward) for reward in rl.rewards],
-            args=build_grpo_config(rl, stage_dir, f"{Path(recipe.output_dir).name}-{name}", recipe.seed),
-            train_dataset=rl_dataset(stage_rows[name], data.prompt_template, data.system_prompt),
+            args=args,
+            train_dataset=rl_dataset(stage_rows[name], data.system_prompt),
             processing_class=tokenizer,
             mgpo_lambda=rl.mgpo_lambda,
-            correctness_reward=rl.correctness_reward,
         )
         with meter.phase(f"train:{name}"):
             trainer.train()
         trainer.save_model(str(stage_dir / "model"))
         meter.processes = trainer.accelerator.num_processes
         meter.distributed_type = trainer.accelerator.distributed_type.name
-        meter.tokens_generated += trainer.tokens_generated
-        meter.add_training(trainer.tokens_trained, parameters)
+        meter.add_generation(trainer.tokens_generated, meter.parameters)
+        meter.add_training(trainer.tokens_trained, meter.parameters)
         tokens = {"tokens_generated": trainer.tokens_generated, "tokens_trained": trainer.tokens_trained}
         log_history = trainer.state.log_history
+        trainer.accelerator.free_memory()
         del trainer, model
         gc.collect()
         if torch.cuda.is_available():
@@ -145,12 +198,13 @@ def run_signal(recipe) -> dict | None:
         if state.is_main_process:
             tokenizer.save_pretrained(model_path)
             write_json(stage_dir / "metrics.json", {"log_history": log_history, **tokens})
-            with meter.phase(f"eval:{name}"):
-                evaluation = evaluate(name, model_path)
+        state.wait_for_everyone()  # the tokenizer is on disk before every process loads the stage's model
+        with meter.phase(f"eval:{name}"):
+            evaluation = evaluate(name, model_path)
+        evaluations[name] = evaluation
+        stage_results[name] = {"model": model_path, **tokens, "seconds": meter.phases[f"train:{name}"]}
+        if state.is_main_process:
             write_json(stage_dir / "eval.json", evaluation)
-            evaluations[name] = evaluation
-            stage_results[name] = {"model": model_path, **tokens, "seconds": meter.phases[f"train:{name}"]}
-        state.wait_for_everyone()
 
     if not state.is_main_process:
         return None

@@ -5,6 +5,11 @@ process's slice of the advantages. `_calculate_rewards` returns the rewards gath
 subclass keeps them, computes one weight per group from the whole group (groups may straddle processes), slices the
 weights like TRL slices the advantages, and rescales. TRL is pinned; `tests/test_mgpo_trainer.py` recomputes the
 weighted advantages of a real step independently.
+
+p is each completion's own correctness: a dataset column `correctness_reward` names, per row, the reward function
+whose score of 1 means correct (math rows `math_verify`, code rows `code_tests`), so a stage that mixes math and
+code weights each group by its own domain's accuracy. Rows without the column use the trainer's
+`correctness_reward`.
 """
 
 from __future__ import annotations
@@ -24,16 +29,18 @@ def group_accuracy(correctness: torch.Tensor, group_size: int) -> torch.Tensor:
 class MGPOTrainer(GRPOTrainer):
     """`GRPOTrainer` plus MGPO weighting. `mgpo_lambda = 0` leaves every advantage exactly as GRPO computes it."""
 
-    def __init__(self, *args, mgpo_lambda: float, correctness_reward: str, **kwargs):
+    def __init__(self, *args, mgpo_lambda: float, correctness_reward: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         if mgpo_lambda < 0:
             raise ValueError(f"rl.mgpo_lambda must be >= 0, got {mgpo_lambda}")
-        if correctness_reward not in self.reward_func_names:
+        if correctness_reward is None and len(self.reward_func_names) == 1:
+            correctness_reward = self.reward_func_names[0]
+        if correctness_reward is not None and correctness_reward not in self.reward_func_names:
             raise ValueError(
-                f"rl.correctness_reward {correctness_reward!r} is not among the rewards {self.reward_func_names}"
+                f"correctness reward {correctness_reward!r} is not among the rewards {self.reward_func_names}"
             )
         self.mgpo_lambda = mgpo_lambda
-        self.correctness_index = self.reward_func_names.index(correctness_reward)
+        self.default_correctness = correctness_reward
         self._gathered_rewards: torch.Tensor | None = None
         self.tokens_generated = 0  # completion tokens sampled, all processes
         self.tokens_trained = 0  # prompt + completion tokens the policy was trained on, all processes
@@ -47,7 +54,7 @@ class MGPOTrainer(GRPOTrainer):
         output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
-        correctness = self._gathered_rewards[:, self.correctness_index]
+        correctness = self._gathered_rewards.gather(1, self._correctness_columns(inputs)[:, None]).squeeze(1)
         p = group_accuracy(correctness, group_size)
         weights = mgpo_weight(p, self.mgpo_lambda).to(output["advantages"].dtype)
         per_completion = weights.repeat_interleave(group_size)
@@ -61,6 +68,19 @@ class MGPOTrainer(GRPOTrainer):
             self.tokens_generated += completion_tokens
             self.tokens_trained += (completion_tokens + prompt_tokens) * self.args.num_iterations
         return output
+
+    def _correctness_columns(self, inputs) -> torch.Tensor:
+        """For every completion of every process (the gathered order), the column of its correctness reward."""
+        columns = []
+        for example in inputs:
+            name = example.get("correctness_reward") or self.default_correctness
+            if name not in self.reward_func_names:
+                raise ValueError(
+                    f"a row's correctness reward {name!r} is not among the rewards {self.reward_func_names}"
+                )
+            columns.append(self.reward_func_names.index(name))
+        local = torch.tensor(columns, dtype=torch.long, device=self._gathered_rewards.device)
+        return self.accelerator.gather(local)
 
     def _log_mgpo(self, mode: str, p: torch.Tensor, weights: torch.Tensor, per_completion: torch.Tensor) -> None:
         """Weights, the distribution of p, and the advantages TRL logged replaced by the weighted ones."""

@@ -1,12 +1,15 @@
 """`ssp sft RECIPE`: multi-path SFT -> per-subdomain pass@k probing -> checkpoint selection -> fusion -> report.
 
-Every process trains; probing, selection, merging and evaluation run once, on the main process.
+Every process trains, probes and evaluates (each its share of the prompts, `ssp.generation.parallel`); the main
+process alone writes the results and merges the selected checkpoints.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -20,7 +23,14 @@ from ssp.cost import CostMeter
 from ssp.data.loading import data_summary, load_split, sft_examples
 from ssp.evaluation.evaluate import evaluate_model, evaluate_models
 from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer
-from ssp.runs import cpu_deepspeed_backend, distributed_state, materialize_base_model, prepare_output_dir, write_json
+from ssp.runs import (
+    distributed_state,
+    materialize_base_model,
+    planned_positions,
+    prepare_output_dir,
+    trainer_distributed_args,
+    write_json,
+)
 from ssp.spectrum.fusion import merge_models
 from ssp.spectrum.report import print_probe_table, write_spectrum_report
 from ssp.spectrum.selection import best_single_checkpoint, metric_key, select_checkpoints, step_of
@@ -37,6 +47,33 @@ class StepCheckpoints(TrainerCallback):
             if target.exists():
                 shutil.rmtree(target)
             saved.rename(target)
+
+
+def check_context_budget(recipe, positions: int | None) -> None:
+    """Token budgets must fit the context the models will have; a probing budget shorter than what SFT trains on
+    is allowed but said, with the numbers. Runs before anything is written."""
+    if positions is None:
+        return
+    sft = recipe.sft
+    if sft.max_length > positions:
+        raise RecipeError(
+            f"sft.max_length: {sft.max_length:,} tokens do not fit the model's context of {positions:,} positions; "
+            f"raise model.context.max_position_embeddings (and rope_theta or rope_scaling) or lower sft.max_length"
+        )
+    for section in ("probe", "eval"):
+        budget = getattr(recipe, section).sampling.max_new_tokens
+        if budget >= positions:
+            raise RecipeError(
+                f"{section}.sampling.max_new_tokens: {budget:,} new tokens plus the prompt do not fit the model's "
+                f"context of {positions:,} positions; raise model.context.max_position_embeddings or lower it"
+            )
+    if recipe.probe.sampling.max_new_tokens < sft.max_length and distributed_state().is_main_process:
+        print(
+            f"warning: probing samples at most {recipe.probe.sampling.max_new_tokens:,} new tokens but SFT trains "
+            f"on sequences of up to {sft.max_length:,}: solutions longer than the probing budget are cut and scored "
+            f"wrong (probe.sampling.max_new_tokens)",
+            file=sys.stderr,
+        )
 
 
 def build_sft_config(recipe, checkpoints_dir: Path) -> SFTConfig:
@@ -65,28 +102,30 @@ def build_sft_config(recipe, checkpoints_dir: Path) -> SFTConfig:
         deepspeed=sft.deepspeed,
         seed=recipe.seed,
         include_num_input_tokens_seen="non_padding",
-        ddp_backend=cpu_deepspeed_backend(),
         dataloader_pin_memory=torch.cuda.is_available(),
+        **trainer_distributed_args(recipe.distributed_timeout_minutes),
         **sft.trl,
     )
 
 
 def probe_checkpoints(recipe, checkpoints: list[Path], probe_rows: list[dict], meter: CostMeter) -> dict:
-    """pass@k of every checkpoint on every subdomain's probing set: checkpoint -> subdomain -> metrics."""
+    """pass@k of every checkpoint on every subdomain's probing set: checkpoint -> subdomain -> metrics. Every
+    process takes part; each checkpoint's samples are seeded alike (`name="probe"`), so checkpoints are compared
+    on the same draws."""
     results = {}
-    data = recipe.data
-    for checkpoint in tqdm(checkpoints, desc="probing checkpoints"):
+    for checkpoint in tqdm(checkpoints, desc="probing checkpoints", disable=not distributed_state().is_main_process):
         evaluation = evaluate_model(
             checkpoint,
             probe_rows,
             recipe.probe.sampling,
             recipe.probe.ks,
-            prompt_template=data.prompt_template,
-            system_prompt=data.system_prompt,
             seed=recipe.seed,
+            name="probe",
+            system_prompt=recipe.data.system_prompt,
+            backend=recipe.probe.backend,
             desc=f"probe {checkpoint.name}",
         )
-        meter.tokens_generated += evaluation["tokens_generated"]
+        meter.add_generation(evaluation["tokens_generated"], meter.parameters)
         results[checkpoint.name] = evaluation["domains"]
     return results
 
@@ -103,21 +142,22 @@ def check_fusion_weights(weights: dict[str, float], probe_domains: set[str]) -> 
 
 def run_spectrum(recipe) -> dict | None:
     """Run the spectrum stage; returns the summary on the main process, None on the others."""
-    state = distributed_state()
+    state = distributed_state(recipe.distributed_timeout_minutes)
     meter = CostMeter.from_config(recipe.cost)  # an unpriced device fails here, before any work
-    train_rows = load_split(recipe.data.train, recipe.task, "data.train", for_training=True)
-    probe_rows = load_split(recipe.data.probe, recipe.task, "data.probe")
-    test_rows = load_split(recipe.data.test, recipe.task, "data.test")
+    data = recipe.data
+    train_rows = load_split(data.train, recipe.task, "data.train", data.prompt_template, for_training=True)
+    probe_rows = load_split(data.probe, recipe.task, "data.probe", data.prompt_template)
+    test_rows = load_split(data.test, recipe.task, "data.test", data.prompt_template)
     check_fusion_weights(recipe.fusion.weights, {row["domain"] for row in probe_rows})
+    check_context_budget(recipe, planned_positions(recipe, recipe.model.name_or_path))
     out = prepare_output_dir(recipe, state)
 
     # --- multi-path SFT ------------------------------------------------------------------------------------
-    base_path = materialize_base_model(recipe, train_rows, out, state)
-    tokenizer = load_tokenizer(base_path, recipe.model.chat_template)
-    model = load_model(base_path, recipe.model.dtype, config_overrides=recipe.model.config_overrides)
-    parameters = count_parameters(model)
-    data = recipe.data
-    examples = sft_examples(train_rows, data.paths_per_problem, data.prompt_template, data.system_prompt)
+    base_path = materialize_base_model(recipe, train_rows, out, state)  # the context and stop tokens on disk
+    tokenizer = load_tokenizer(base_path)
+    model = load_model(base_path, recipe.model.dtype)
+    meter.parameters = count_parameters(model)
+    examples = sft_examples(train_rows, data.paths_per_problem, data.system_prompt)
     if state.is_main_process:
         write_json(out / "data.json", data_summary(train_rows, probe_rows, test_rows, len(examples)))
     checkpoints_dir = out / "checkpoints"
@@ -132,32 +172,19 @@ def run_spectrum(recipe) -> dict | None:
         trainer.train()
     meter.processes = trainer.accelerator.num_processes
     meter.distributed_type = trainer.accelerator.distributed_type.name
-    meter.add_training(trainer.state.num_input_tokens_seen, parameters)
+    meter.add_training(trainer.state.num_input_tokens_seen, meter.parameters)
+    trainer.accelerator.free_memory()  # DeepSpeed's engine and optimizer states, before the models to probe load
     del trainer, model
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    if not state.is_main_process:
-        return None
 
-    # --- domain-aware diversity probing -----------------------------------------------------------------------
+    # --- domain-aware diversity probing, on every process ------------------------------------------------------
     checkpoints = sorted(checkpoints_dir.glob("step-*"), key=lambda p: step_of(p.name))
     with meter.phase("probe"):
         probe = probe_checkpoints(recipe, checkpoints, probe_rows, meter)
     fusion = recipe.fusion
     key = metric_key(fusion.metric, fusion.k)
-    write_json(
-        out / "probe.json",
-        {
-            "metric": key,
-            "ks": recipe.probe.ks,
-            "sampling": vars(recipe.probe.sampling),
-            "checkpoints": probe,
-        },
-    )
-    print_probe_table(probe, recipe.probe.ks)
-
-    # --- selection and fusion -------------------------------------------------------------------------------
     selection = select_checkpoints(probe, key)
     domains = sorted(selection)
     weights = [fusion.weights.get(d, 0.0) for d in domains] if fusion.weights else [1.0] * len(domains)
@@ -165,19 +192,31 @@ def run_spectrum(recipe) -> dict | None:
     for domain, weight in zip(domains, weights, strict=True):
         selection[domain]["weight"] = weight / total
     best_single = best_single_checkpoint(probe, key)
-    write_json(out / "selection.json", {"metric": key, "subdomains": selection, "best_single": best_single})
-    with meter.phase("fusion"):
-        merge_models([checkpoints_dir / selection[d]["checkpoint"] for d in domains], weights, out / "spectrum")
 
-    # --- held-out evaluation -----------------------------------------------------------------------------
+    # --- selection and fusion, on the main process ----------------------------------------------------------------
+    if state.is_main_process:
+        sampling = dataclasses.asdict(recipe.probe.sampling)
+        write_json(
+            out / "probe.json", {"metric": key, "ks": recipe.probe.ks, "sampling": sampling, "checkpoints": probe}
+        )
+        print_probe_table(probe, recipe.probe.ks)
+        write_json(out / "selection.json", {"metric": key, "subdomains": selection, "best_single": best_single})
+        with meter.phase("fusion"):
+            merge_models([checkpoints_dir / selection[d]["checkpoint"] for d in domains], weights, out / "spectrum")
+    state.wait_for_everyone()
+
+    # --- held-out evaluation, on every process ----------------------------------------------------------------
     models = {"base": Path(base_path)} if recipe.eval.base else {}
     models.update({"best_single": checkpoints_dir / best_single, "spectrum": out / "spectrum"})
     with meter.phase("eval"):
-        test = evaluate_models(models, test_rows, recipe.eval, recipe.data, recipe.seed)
-    meter.tokens_generated += sum(entry["tokens_generated"] for entry in test.values())
+        test = evaluate_models(models, test_rows, recipe.eval, data.system_prompt, recipe.seed)
+    for entry in test.values():
+        meter.add_generation(entry["tokens_generated"], meter.parameters)
+    if not state.is_main_process:
+        return None
     test["best_single"]["checkpoint"] = best_single
-    write_json(out / "eval.json", {"ks": recipe.eval.ks, "sampling": vars(recipe.eval.sampling), "models": test})
+    sampling = dataclasses.asdict(recipe.eval.sampling)
+    write_json(out / "eval.json", {"ks": recipe.eval.ks, "sampling": sampling, "models": test})
     cost = meter.record(out / "cost.json")
     write_spectrum_report(out / "spectrum_report.md", probe, selection, test, recipe, cost)
-    summary = {"probe": probe, "selection": selection, "test": test, "cost": cost}
-    return summary
+    return {"probe": probe, "selection": selection, "test": test, "cost": cost}

@@ -30,7 +30,6 @@ def main(model_dir: str, out: str) -> None:
         max_completion_length=8,
         max_steps=1,
         rewards={"first_rank_correct": 1.0},
-        correctness_reward="first_rank_correct",
         mgpo_lambda=1.5,
     )
     prompts = [{"prompt": [{"role": "user", "content": f"Compute {i}+{i}."}]} for i in range(12)]
