@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from ssp.evaluation.run import EvalSettings, run_eval
 from ssp.generation.backends import BACKENDS
 from ssp.generation.presets import PRESETS
 from ssp.inference import REASONING_INSTRUCTIONS, InferenceEngine
+from ssp.plan import DEVICES, KNOWN_ARCHITECTURES, Assumptions, plan_json, plan_recipes, print_plan
 from ssp.runs import release_distributed
 from ssp.signal.run import run_signal
 from ssp.spectrum.fusion import MergeError, merge_models
@@ -170,6 +172,59 @@ def run_generate_command(args) -> None:
         print("final answer:", completion.answer if completion.answer is not None else "(no \\boxed{} answer)")
 
 
+def _plan_parser(sub) -> None:
+    help_text = (
+        "before a run: tokens, FLOPs, memory per GPU, fit, device-hours and dollars of each stage (docs/plan.md)"
+    )
+    parser = sub.add_parser("plan", help=help_text, description=help_text)
+    parser.add_argument(
+        "arguments", nargs="+", metavar="RECIPE [key=value ...]",
+        help="recipes, each followed by its overrides: recipes/sft.yaml sft.max_steps=100 recipes/rl.yaml",
+    )  # fmt: skip
+    defaults = Assumptions()
+    parser.add_argument("--device", default=defaults.device, choices=list(DEVICES))
+    parser.add_argument("--gpus", type=int, default=defaults.gpus, help="GPUs of the launch (default: one node)")
+    parser.add_argument(
+        "--zero", type=int, default=defaults.zero_stage, choices=[0, 1, 2, 3], help="DeepSpeed ZeRO stage"
+    )
+    parser.add_argument("--offload-optimizer", action="store_true", help="Adam states in CPU memory")
+    parser.add_argument("--train-mfu", type=float, default=defaults.train_mfu)
+    parser.add_argument("--vllm-mfu", type=float, default=defaults.vllm_generation_mfu, help="generation with vLLM")
+    parser.add_argument("--transformers-mfu", type=float, default=defaults.transformers_generation_mfu)
+    parser.add_argument("--completion-fill", type=float, default=defaults.completion_fill,
+                        help="mean generated length as a fraction of the token budget")  # fmt: skip
+    parser.add_argument("--prompt-tokens", type=int, default=defaults.prompt_tokens)
+    parser.add_argument("--sft-examples", type=int, default=defaults.sft_examples, help="when the data is not on disk")
+    parser.add_argument("--sft-fill", type=float, default=defaults.sft_fill, help="when the data is not on disk")
+    parser.add_argument("--problems", type=int, default=defaults.problems, help="per probe/test source not on disk")
+    parser.add_argument("--architecture", help=f"plan for this model's shape (e.g. {next(iter(KNOWN_ARCHITECTURES))})")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+
+def run_plan_command(args) -> bool:
+    """Print the plan; False when a stage does not fit (the command then exits with status 1)."""
+    assumptions = Assumptions(
+        device=args.device,
+        gpus=args.gpus,
+        zero_stage=args.zero,
+        offload_optimizer=args.offload_optimizer,
+        train_mfu=args.train_mfu,
+        vllm_generation_mfu=args.vllm_mfu,
+        transformers_generation_mfu=args.transformers_mfu,
+        completion_fill=args.completion_fill,
+        prompt_tokens=args.prompt_tokens,
+        sft_examples=args.sft_examples,
+        sft_fill=args.sft_fill,
+        problems=args.problems,
+    )
+    plan = plan_recipes(args.arguments, assumptions, args.architecture)
+    if args.json:
+        print(json.dumps(plan_json(plan), indent=2))
+    else:
+        print_plan(plan)
+    return plan["total"]["fits"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssp", description="Spectrum-to-Signal training for small reasoning models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_parser(sub)
     _eval_parser(sub)
     _generate_parser(sub)
+    _plan_parser(sub)
     return parser
 
 
@@ -210,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             run_eval_command(args)
         elif args.command == "generate":
             run_generate_command(args)
+        elif args.command == "plan":
+            return 0 if run_plan_command(args) else 1
     except (RecipeError, MergeError) as exc:
         print(f"ssp: error: {exc}", file=sys.stderr)
         return 2

@@ -57,6 +57,7 @@ class DataSource:
     reward: str = "boxed_match"  # the correctness reward (a name in ssp.rewards.REWARDS) that scores these rows
     limit: int | None = None  # at most this many problems per subdomain
     prompt_template: str | None = None  # these rows' user turn ({problem} replaced); None: data.prompt_template
+    data_dir: str | None = None  # `path: benchmark:<name>` sources: files laid out like ../shared/data; None: hub
 
 
 @dataclass
@@ -181,7 +182,7 @@ class CostConfig:
 class RLSection:
     """GRPO with MGPO weighting on TRL's GRPOTrainer. Keys not listed here go to TRL through `trl`.
 
-    Every key but `stages` may be overridden per curriculum stage.
+    Every key but `stages` may be overridden per curriculum stage; a stage's `trl` keys are merged into `rl.trl`.
     """
 
     data: list[DataSource] = field(default_factory=lambda: [DataSource(split="train")])  # the RL prompts
@@ -242,8 +243,10 @@ class Recipe:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def load_recipe(path: str | Path, overrides: list[str] = (), schema: type = Recipe):
-    """Read a YAML recipe, apply dotted `key=value` overrides and return the typed, validated recipe."""
+def load_recipe(path: str | Path, overrides: list[str] = (), schema: type = Recipe, check_files: bool = True):
+    """Read a YAML recipe, apply dotted `key=value` overrides and return the typed, validated recipe.
+    `check_files=False` skips the checks that data files, model folders and DeepSpeed configs exist (`ssp plan`
+    reads recipes before their data is built)."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe not found: {path}")
@@ -257,7 +260,7 @@ def load_recipe(path: str | Path, overrides: list[str] = (), schema: type = Reci
         apply_override(raw, override)
     recipe = from_dict(schema, raw)
     if schema is Recipe:  # other schemas (the `ssp data` commands) are checked by the command that reads them
-        validate(recipe)
+        validate(recipe, check_files)
     return recipe
 
 
@@ -369,11 +372,12 @@ def _describe(value: Any) -> str:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def validate(recipe) -> None:
+def validate(recipe, check_files: bool = True) -> None:
     """Checks across keys and on the filesystem; every message names the key at fault."""
     if not recipe.output_dir:
         raise RecipeError("output_dir: required (the run folder), e.g. output_dir=runs/my-run")
-    check_model_path(recipe.model.name_or_path, "model.name_or_path", allow_tiny=True)
+    if check_files:
+        check_model_path(recipe.model.name_or_path, "model.name_or_path", allow_tiny=True)
     data = recipe.data
     if data.paths_per_problem < 1:
         raise RecipeError(f"data.paths_per_problem: must be >= 1, got {data.paths_per_problem}")
@@ -384,7 +388,7 @@ def validate(recipe) -> None:
         if not sources:
             raise RecipeError(f"data.{split}: at least one source is required")
         for i, source in enumerate(sources):
-            check_source(source, f"data.{split}.{i}")
+            check_source(source, f"data.{split}.{i}", check_files)
     task = recipe.task
     if task.difficulty not in (1, 2, 3):
         raise RecipeError(f"task.difficulty: must be 1, 2 or 3, got {task.difficulty}")
@@ -407,10 +411,10 @@ def validate(recipe) -> None:
         raise RecipeError(f"sft.save_every: must be >= 1, got {sft.save_every}")
     if sft.max_steps == 0 or sft.max_steps < -1:
         raise RecipeError(f"sft.max_steps: must be positive, or -1 to use num_train_epochs, got {sft.max_steps}")
-    if sft.deepspeed and not Path(sft.deepspeed).is_file():
+    if check_files and sft.deepspeed and not Path(sft.deepspeed).is_file():
         raise RecipeError(f"sft.deepspeed: file not found: {sft.deepspeed}")
     _check_trl_keys(sft.trl, "sft.trl", "SFTConfig")
-    resolve_stages(recipe.rl)
+    resolve_stages(recipe.rl, check_files)
     if recipe.distributed_timeout_minutes <= 0:
         raise RecipeError(f"distributed_timeout_minutes: must be > 0, got {recipe.distributed_timeout_minutes}")
     _check_context(recipe.model.context)
@@ -418,13 +422,16 @@ def validate(recipe) -> None:
         raise RecipeError(f"cost.device_type: no price for {recipe.cost.device_type!r} in cost.prices")
 
 
-def check_source(source: DataSource, key: str) -> None:
+def check_source(source: DataSource, key: str, check_files: bool = True) -> None:
     if source.reward not in REWARDS:
         raise RecipeError(f"{key}.reward: unknown reward {source.reward!r} (known: {', '.join(REWARDS)})")
     if source.path == "synthetic":
         if source.split not in ("train", "probe", "test"):
             raise RecipeError(f"{key}.split: the synthetic task has train, probe and test, not {source.split!r}")
-    elif looks_like_local_path(source.path) and not Path(source.path).expanduser().exists():
+    elif source.path.startswith("benchmark:"):  # the benchmark's name and files are checked when it loads
+        if check_files and source.data_dir is not None and not Path(source.data_dir).expanduser().is_dir():
+            raise RecipeError(f"{key}.data_dir: folder not found: {source.data_dir}")
+    elif check_files and looks_like_local_path(source.path) and not Path(source.path).expanduser().exists():
         raise RecipeError(f"{key}.path: file not found: {source.path}")
     if source.limit is not None and source.limit < 1:
         raise RecipeError(f"{key}.limit: must be >= 1, got {source.limit}")
@@ -432,13 +439,13 @@ def check_source(source: DataSource, key: str) -> None:
         raise RecipeError(f"{key}.prompt_template: must contain {{problem}}")
 
 
-def resolve_stages(rl: RLSection) -> list[tuple[str, RLSection]]:
+def resolve_stages(rl: RLSection, check_files: bool = True) -> list[tuple[str, RLSection]]:
     """The curriculum as (name, settings) pairs: each stage is the `rl` section with the stage's keys replaced.
 
     Without `rl.stages` there is one stage named `main`. Every stage is type-checked and validated here.
     """
     if not rl.stages:
-        _check_rl(rl, "rl")
+        _check_rl(rl, "rl", check_files)
         return [("main", rl)]
     base = {f.name: getattr(rl, f.name) for f in dataclasses.fields(RLSection) if f.name != "stages"}
     base["data"] = [dataclasses.asdict(source) for source in rl.data]
@@ -459,13 +466,15 @@ def resolve_stages(rl: RLSection) -> list[tuple[str, RLSection]]:
         for k in overrides:
             if k not in base:
                 raise RecipeError(f"unknown key {key}.{k} (a stage overrides keys of rl: {', '.join(sorted(base))})")
+        if isinstance(overrides.get("trl"), dict):  # TRL's fields merge: a stage sets only the ones it changes
+            overrides["trl"] = {**base["trl"], **overrides["trl"]}
         merged = from_dict(RLSection, {**base, **overrides}, f"{key}.")
-        _check_rl(merged, key)
+        _check_rl(merged, key, check_files)
         stages.append((name, merged))
     return stages
 
 
-def _check_rl(rl: RLSection, key: str) -> None:
+def _check_rl(rl: RLSection, key: str, check_files: bool = True) -> None:
     for name, weight in rl.rewards.items():
         if name not in REWARDS:
             raise RecipeError(f"{key}.rewards: unknown reward {name!r} (known: {', '.join(REWARDS)})")
@@ -487,13 +496,13 @@ def _check_rl(rl: RLSection, key: str) -> None:
             f"multiple of num_generations {rl.num_generations}"
         )
     for i, source in enumerate(rl.data):
-        check_source(source, f"{key}.data.{i}")
+        check_source(source, f"{key}.data.{i}", check_files)
         if source.reward not in rl.rewards:
             raise RecipeError(
                 f"{key}.data.{i}.reward: {source.reward!r} scores these rows' correctness (MGPO's p), so it must be "
                 f"one of {key}.rewards ({', '.join(rl.rewards)})"
             )
-    if rl.deepspeed and not Path(rl.deepspeed).is_file():
+    if check_files and rl.deepspeed and not Path(rl.deepspeed).is_file():
         raise RecipeError(f"{key}.deepspeed: file not found: {rl.deepspeed}")
     _check_trl_keys(rl.trl, f"{key}.trl", "GRPOConfig")
 

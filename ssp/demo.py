@@ -11,9 +11,9 @@ import shutil
 from pathlib import Path
 
 from ssp.config import RecipeError, load_recipe
+from ssp.evaluation.report import table_lines
 from ssp.runs import read_json, write_json
 from ssp.signal.run import run_signal
-from ssp.spectrum.report import _table
 from ssp.spectrum.run import run_spectrum
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "demo"
@@ -88,7 +88,7 @@ def summary_table(summary: dict) -> list[str]:
         row = [label, f"{entry['pass@1']:.3f}"] + [f"{entry['pass@k'][str(k)]:.3f}" for k in ks if k != 1]
         row += [f"{entry.get('greedy', float('nan')):.3f}", f"{entry['tokens']:,}", f"{entry['device_hours']:.4f}"]
         rows.append(row + [f"{entry['dollars']:.4f}"])
-    return _table(header, rows)
+    return table_lines(header, rows)
 
 
 def run_demo(out: str | Path, seed: int = 0, sft_overrides: list[str] = (), rl_overrides: list[str] = ()) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import string
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import torch
 from accelerate import PartialState
-from transformers import AutoConfig
+from transformers import AutoConfig, TrainingArguments
 
 from ssp.config import RecipeError, dump_recipe
 from ssp.models import prepare_initial_model
@@ -42,6 +43,14 @@ def distributed_state(timeout_minutes: float | None = None) -> PartialState:
     if timeout_minutes is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.distributed_c10d._set_pg_timeout(timedelta(minutes=timeout_minutes))
     return state
+
+
+def checkpointing_args(enabled: bool) -> dict:
+    """TrainingArguments' activation-checkpointing switch: `activation_checkpointing` in transformers 5.24 (the CPU
+    profile), `gradient_checkpointing` in 5.17 (the GPU profile's, which vLLM 0.31 needs), where the new name does
+    not exist yet."""
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": enabled}
 
 
 def trainer_distributed_args(timeout_minutes: float) -> dict:

@@ -150,11 +150,11 @@ class QwenShape:
     tied embeddings), at any size; random weights. The real model: hidden 1536, 28 layers, 12 heads, 2 KV heads,
     FFN 8960, vocabulary 151,936."""
 
-    hidden_size: int = 64
+    hidden_size: int = 128  # head size 32: the smallest vLLM's CPU attention takes
     num_layers: int = 2
     num_heads: int = 4
     num_kv_heads: int = 2
-    intermediate_size: int = 128
+    intermediate_size: int = 256
     max_position_embeddings: int = 4096
     rope_theta: float = 10000.0
     vocab_size: int | None = None  # None: the tokenizer's size; the real model pads its vocabulary to 151,936

@@ -5,7 +5,7 @@ import pytest
 
 from ssp.data.synthetic import make_splits
 from ssp.runs import tiny_model_texts
-from ssp.tiny_models import TinyModelSpec, build_tiny_model
+from ssp.tiny_models import QwenShape, TinyModelSpec, build_qwen_shaped_model, build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -34,3 +34,13 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def qwen_model_dir(tmp_path_factory, small_splits):
+    """A random Qwen2 model shaped like Qwen2.5-Math-1.5B: 4,096 positions, RoPE theta 10,000, the Qwen2.5-Math chat
+    template, EOS <|endoftext|> while turns end in <|im_end|>, and a tokenizer that loads as Qwen2Tokenizer."""
+    out = tmp_path_factory.mktemp("qwen") / "model"
+    texts = tiny_model_texts(small_splits["train"], "{problem}", None)
+    texts += ["Let's think step by step and output the final answer within \\boxed{}.", "Write Python code def return"]
+    return build_qwen_shaped_model(out, texts, QwenShape(), seed=0)

@@ -76,3 +76,24 @@ def test_release_distributed_tears_the_process_group_down(tmp_path):
     release_distributed()
     assert not torch.distributed.is_initialized()
     release_distributed()  # nothing to do: no error
+
+
+@pytest.mark.slow
+def test_two_process_launch_without_deepspeed_forms_one_run(tmp_path, tiny_model_dir):
+    """`accelerate launch --multi_gpu` on a machine without GPUs: one 2-process run over gloo (DDP), not two
+    runs that each think they are the main process and write the same folder."""
+    out = tmp_path / "run"
+    small = ["task.train_size=16", "task.test_size=1", "rl.max_steps=2", "rl.per_device_train_batch_size=4",
+             "rl.num_generations=4", "rl.max_completion_length=8", "eval.sampling.n=2", "eval.ks=[1,2]",
+             "eval.sampling.max_new_tokens=8"]  # fmt: skip
+    command = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port",
+               str(free_port()), "-m", "ssp", "rl", "recipes/demo/rl.yaml", f"output_dir={out}",
+               f"model.name_or_path={tiny_model_dir}", *small]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cost = json.loads((out / "cost.json").read_text())
+    assert cost["processes"] == 2 and cost["distributed_type"] == "MULTI_CPU"
+    assert result.stdout.count("Test split, before RL and after each stage") == 1
+    log = json.loads((out / "stages" / "main" / "metrics.json").read_text())["log_history"]
+    assert log[-1]["epoch"] == pytest.approx(2 * 2 * 4 / (16 * 4))  # 2 steps x 2 processes x 4 of 16 x 4

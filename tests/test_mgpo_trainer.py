@@ -21,25 +21,34 @@ def even_length(completions, **kwargs):
     return [float(len(completion_text(c)) % 2 == 0) for c in completions]
 
 
+def odd_length(completions, **kwargs):
+    return [float(len(completion_text(c)) % 2 == 1) for c in completions]
+
+
 def short(completions, **kwargs):
     return [1.0 / (1 + len(completion_text(c))) for c in completions]
 
 
-def make_trainer(cls, model_dir, tmp_path, lam=None, seed=0):
+def make_trainer(cls, model_dir, tmp_path, lam=None, seed=0, mixed=False):
+    """One GRPO step. `mixed`: rows alternate between two correctness rewards, as a stage mixing math and code."""
+    second = odd_length if mixed else short
     rl = RLSection(
         per_device_train_batch_size=4 * GROUP,
         num_generations=GROUP,
         max_completion_length=8,
         max_steps=1,
         logging_steps=1,
-        rewards={"even_length": 1.0, "short": 0.5},
+        rewards={"even_length": 1.0, second.__name__: 0.5},
     )
-    args = build_grpo_config(rl, tmp_path / f"{cls.__name__}-{lam}", "test", seed)
+    args = build_grpo_config(rl, tmp_path / f"{cls.__name__}-{lam}-{mixed}", "test", seed)
     prompts = [{"prompt": [{"role": "user", "content": f"Compute {i}*(1+2)-3."}]} for i in range(8)]
+    if mixed:
+        for i, prompt in enumerate(prompts):
+            prompt["correctness_reward"] = "even_length" if i % 2 == 0 else "odd_length"
     kwargs = {} if lam is None else {"mgpo_lambda": lam, "correctness_reward": "even_length"}
     trainer = cls(
         model=load_model(model_dir),
-        reward_funcs=[even_length, short],
+        reward_funcs=[even_length, second],
         args=args,
         train_dataset=Dataset.from_list(prompts),
         processing_class=load_tokenizer(model_dir),
@@ -51,7 +60,11 @@ def make_trainer(cls, model_dir, tmp_path, lam=None, seed=0):
     def capture(inputs):
         output = original(inputs)
         captured.append(
-            {"advantages": output["advantages"].clone(), "completion_ids": output["completion_ids"].clone()}
+            {
+                "advantages": output["advantages"].clone(),
+                "completion_ids": output["completion_ids"].clone(),
+                "correctness_reward": [example.get("correctness_reward") for example in inputs],
+            }
         )
         return output
 
@@ -75,6 +88,7 @@ def runs(tiny_model_dir, tmp_path_factory):
         "grpo": make_trainer(GRPOTrainer, tiny_model_dir, tmp),
         "lam0": make_trainer(MGPOTrainer, tiny_model_dir, tmp, lam=0.0),
         "lam2": make_trainer(MGPOTrainer, tiny_model_dir, tmp, lam=2.0),
+        "mixed": make_trainer(MGPOTrainer, tiny_model_dir, tmp, lam=2.0, mixed=True),
     }
 
 
@@ -126,3 +140,23 @@ def test_unknown_correctness_reward_is_refused(tiny_model_dir, tmp_path):
             mgpo_lambda=1.0,
             correctness_reward="nope",
         )
+
+
+def test_a_mixed_stage_weights_each_group_by_its_own_correctness_reward(runs):
+    """Groups of "math" rows take p from even_length, groups of "code" rows from odd_length (a code row's math
+    reward would be None, so one reward for all would give every code group p = 0)."""
+    trainer, step = runs["mixed"]
+    rewards = trainer._gathered_rewards.cpu()
+    names = step["correctness_reward"]
+    assert set(names) == {"even_length", "odd_length"}
+    column = torch.tensor([0 if name == "even_length" else 1 for name in names])
+    correct = rewards[torch.arange(len(names)), column]
+    p = (correct >= 1.0).float().view(-1, GROUP).mean(dim=1)
+    assert all(len(set(names[g * GROUP : (g + 1) * GROUP])) == 1 for g in range(len(names) // GROUP))
+    deviation = [sum(x * math.log(2 * x) for x in (q, 1 - q) if x > 0) for q in p.tolist()]
+    weights = torch.tensor([math.exp(-2.0 * d) for d in deviation]).repeat_interleave(GROUP)
+    expected = grpo_advantages(rewards, [1.0, 0.5]) * weights
+    assert torch.allclose(step["advantages"].cpu(), expected, atol=1e-5)
+    # with one correctness reward for every row, the odd_length groups would get other weights
+    one_reward = (rewards[:, 0] >= 1.0).float().view(-1, GROUP).mean(dim=1)
+    assert not torch.equal(one_reward, p)

@@ -21,7 +21,7 @@ from pathlib import Path
 import datasets
 
 from ssp.config import DataSource
-from ssp.data.loading import DataError, read_records
+from ssp.data.records import DataError, read_records
 from ssp.rewards.code import LEETCODE_PRELUDE, livecodebench_tests, parse_tests
 
 # The report's prompt suffix for math (DESIGN.md, "Data hygiene and evaluation").
@@ -66,6 +66,7 @@ class BenchmarkSpec:
     tests_format: str = ""  # code: humaneval | mbpp | leetcode | livecodebench
     id_range: tuple[int, int] | None = None  # inclusive range of numeric ids kept by default (MBPP's test split)
     preset: str = "math"  # the sampling preset of `ssp eval` (ssp.generation.presets.PRESETS)
+    size: int = 0  # problems in the default selection (what `ssp plan` assumes before the data is on disk)
 
     @property
     def reward(self) -> str:
@@ -74,9 +75,15 @@ class BenchmarkSpec:
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     "aime24": BenchmarkSpec(
-        "aime24", "math", "aime24/test.jsonl", "HuggingFaceH4/aime_2024", hub_split="train", answer_format="integer"
+        "aime24",
+        "math",
+        "aime24/test.jsonl",
+        "HuggingFaceH4/aime_2024",
+        hub_split="train",
+        answer_format="integer",
+        size=30,
     ),
-    "aime25": BenchmarkSpec("aime25", "math", "aime25/test.jsonl", "math-ai/aime25", answer_format="integer"),
+    "aime25": BenchmarkSpec("aime25", "math", "aime25/test.jsonl", "math-ai/aime25", answer_format="integer", size=30),
     "hmmt25": BenchmarkSpec(
         "hmmt25",
         "math",
@@ -84,6 +91,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         "MathArena/hmmt_feb_2025",
         hub_split="train",
         id_columns=("id", "problem_idx"),
+        size=30,
     ),
     "amc23": BenchmarkSpec(
         "amc23",
@@ -92,9 +100,10 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         "math-ai/amc23",
         problem_columns=("problem", "question"),
         answer_format="number",
+        size=40,
     ),
     "math500": BenchmarkSpec(
-        "math500", "math", "math500/test.jsonl", "HuggingFaceH4/MATH-500", id_columns=("unique_id",)
+        "math500", "math", "math500/test.jsonl", "HuggingFaceH4/MATH-500", id_columns=("unique_id",), size=500
     ),
     "gsm8k": BenchmarkSpec(
         "gsm8k",
@@ -105,6 +114,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         problem_columns=("question",),
         solution_columns=("answer",),
         answer_format="gsm8k",
+        size=1319,
     ),
     "humaneval": BenchmarkSpec(
         "humaneval",
@@ -118,6 +128,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         prompt_template="Complete the following Python function.\n\n```python\n{problem}```\n\n" + CODE_INSTRUCTION,
         tests_format="humaneval",
         preset="code",
+        size=164,
     ),
     "mbpp": BenchmarkSpec(
         "mbpp",
@@ -134,6 +145,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         tests_format="mbpp",
         id_range=(11, 510),
         preset="code",
+        size=500,
     ),
     # rLLM's LeetCode test set; its problem text already asks for a markdown code block and shows the stub.
     "leetcode": BenchmarkSpec(
@@ -146,6 +158,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         prompt_template="{problem}",
         tests_format="leetcode",
         preset="code",
+        size=200,
     ),
     # LiveCodeBench-style; the local copy is DeepCoder's public-test subset (2024-08..2025-01), without dates.
     # Hub field names (question_content, question_id, public_test_cases, contest_date) are read too, so a JSON
@@ -165,10 +178,13 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         + CODE_INSTRUCTION,
         tests_format="livecodebench",
         preset="code",
+        size=279,
     ),
 }
 
 _DEFAULT = object()  # `id_range` not given: use the spec's
+# A recipe's data source `path: benchmark:<name>` reads that benchmark (its prompts, gold answers or tests, reward).
+BENCHMARK_PREFIX = "benchmark:"
 
 
 def get_spec(name: str) -> BenchmarkSpec:

@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 
 from ssp.config import DataSource, FieldMap, RecipeError
 from ssp.data.benchmarks import BENCHMARKS, load_benchmark
-from ssp.data.loading import DataError, read_records
 from ssp.data.outputs import check_output, format_table, report_path, write_outputs
+from ssp.data.records import DataError, read_records
 from ssp.models import looks_like_local_path
 
 DEFAULT_N = 10

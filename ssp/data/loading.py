@@ -1,63 +1,21 @@
-"""Loading problems from the synthetic task, local JSONL/JSON/Parquet files or hub datasets into one row shape.
+"""Loading problems from the synthetic task, local JSONL/JSON/Parquet files, hub datasets or the benchmarks of
+`ssp eval` (`path: benchmark:<name>`) into one row shape.
 
-A row is `{"id", "problem", "solutions": [str, ...], "answer", "domain", "reward"}` plus `"tests"` for code.
+A row is `{"id", "problem", "prompt", "solutions": [str, ...], "answer", "domain", "reward"}` plus `"tests"` (and
+`"prelude"`) for code; `prompt` is the user turn.
 Several rows with the same problem text are one problem with several solution paths. Malformed rows stop the
 run before any work, with an error naming the source, the row and the field.
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from pathlib import Path
 
-import datasets
-
-from ssp.config import DataSource, RecipeError, TaskConfig
+from ssp.config import DataSource, TaskConfig
 from ssp.data import synthetic
-from ssp.models import looks_like_local_path
+from ssp.data.benchmarks import BENCHMARK_PREFIX, load_benchmark
+from ssp.data.records import DataError, read_records
 from ssp.rewards.extract import last_boxed
-
-
-class DataError(RecipeError):
-    """A data row or file the run cannot use."""
-
-
-def read_records(source: DataSource, key: str) -> list[dict]:
-    """Raw records of a local file (by extension) or a hub dataset."""
-    path = Path(source.path).expanduser()
-    if looks_like_local_path(source.path):
-        suffix = path.suffix.lower()
-        try:
-            if suffix == ".jsonl":
-                lines = path.read_text().splitlines()
-                return [_parse_line(line, i, key, path) for i, line in enumerate(lines) if line.strip()]
-            if suffix == ".json":
-                data = json.loads(path.read_text())
-                if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
-                    data = next(iter(data.values()))  # {"data": [...]} and similar wrappers
-                if not isinstance(data, list):
-                    raise DataError(f"{key}.path: {path} holds a {type(data).__name__}, expected a list of records")
-                return data
-            if suffix == ".parquet":
-                return datasets.Dataset.from_parquet(str(path)).to_list()
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{key}.path: {path} is not valid JSON: {exc}") from None
-        raise DataError(f"{key}.path: {path}: unsupported file type {suffix!r} (use .jsonl, .json or .parquet)")
-    try:
-        return datasets.load_dataset(source.path, source.name, split=source.split).to_list()
-    except Exception as exc:  # the hub raises many types; the user needs the id and the reason
-        raise DataError(f"{key}.path: could not load dataset {source.path!r}: {str(exc).splitlines()[0]}") from None
-
-
-def _parse_line(line: str, index: int, key: str, path: Path) -> dict:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{key}: {path} line {index + 1} is not valid JSON: {exc.msg}") from None
-    if not isinstance(record, dict):
-        raise DataError(f"{key}: {path} line {index + 1} is a {type(record).__name__}, expected an object")
-    return record
 
 
 def _field(record: dict, column: str, name: str, where: str, required: bool = True):
@@ -132,6 +90,12 @@ def load_source(source: DataSource, task: TaskConfig, key: str, for_training: bo
         rows = [dict(row, reward=source.reward) for row in splits[source.split]]
         if source.domains:
             rows = [row for row in rows if row["domain"] in source.domains]
+    elif source.path.startswith(BENCHMARK_PREFIX):  # a benchmark of `ssp eval`: its rows, prompts and reward
+        name = source.path[len(BENCHMARK_PREFIX) :]
+        try:
+            rows = load_benchmark(name, source.data_dir)
+        except DataError as exc:
+            raise DataError(f"{key}.path: {exc}") from None
     else:
         rows = normalize_records(read_records(source, key), source, key, for_training)
     if source.limit is not None:  # at most `limit` problems per domain, in order
@@ -161,7 +125,9 @@ def load_split(
     for i, source in enumerate(sources):
         template = source.prompt_template or prompt_template
         for row in load_source(source, task, f"{key}.{i}", for_training):
-            rows.append(dict(row, prompt=template.replace("{problem}", row["problem"])))
+            if source.prompt_template is not None or "prompt" not in row:  # benchmark rows come with their own
+                row = dict(row, prompt=template.replace("{problem}", row["problem"]))
+            rows.append(row)
     for i, row in enumerate(rows):
         row["id"] = f"{key.rsplit('.', 1)[-1]}-{i}"
     return rows

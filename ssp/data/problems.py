@@ -15,7 +15,7 @@ from collections import Counter
 from ssp.config import DataSource, RecipeError, check_source
 from ssp.data.decontaminate import BenchmarkIndex, ContaminationLog, DecontaminateConfig, resolve_benchmarks
 from ssp.data.labels import LabelCounter, raw_label
-from ssp.data.loading import DataError, read_records
+from ssp.data.records import DataError, read_records
 from ssp.rewards.code import parse_tests
 from ssp.rewards.extract import last_boxed
 from ssp.rewards.math import normalize_gold

@@ -82,6 +82,7 @@ def evaluate_model(
     greedy: bool = False,
     backend: str = "auto",
     desc: str = "evaluating",
+    progress: bool = True,
 ) -> dict:
     """Sample `sampling.n` completions of every row's prompt (one if `greedy`), score them and summarise.
 
@@ -104,7 +105,7 @@ def evaluate_model(
         )
         return score_rows(rows[span], generations.texts), generations.lengths, generations.truncated
 
-    results = spread(chunk_count(len(rows), size), sample_and_score, desc=desc)
+    results = spread(chunk_count(len(rows), size), sample_and_score, desc=desc, progress=progress)
     engine.close()  # frees the model before the next one loads
     gc.collect()
     if torch.cuda.is_available():

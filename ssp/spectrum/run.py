@@ -24,6 +24,7 @@ from ssp.data.loading import data_summary, load_split, sft_examples
 from ssp.evaluation.evaluate import evaluate_model, evaluate_models
 from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer
 from ssp.runs import (
+    checkpointing_args,
     distributed_state,
     materialize_base_model,
     planned_positions,
@@ -96,7 +97,7 @@ def build_sft_config(recipe, checkpoints_dir: Path) -> SFTConfig:
         save_only_model=True,
         logging_steps=sft.logging_steps,
         bf16=bf16_supported() if sft.bf16 is None else sft.bf16,
-        activation_checkpointing=sft.gradient_checkpointing,
+        **checkpointing_args(sft.gradient_checkpointing),
         report_to=sft.report_to or "none",
         run_name=Path(recipe.output_dir).name,
         deepspeed=sft.deepspeed,
