@@ -186,7 +186,9 @@ def train_chatml_tokenizer(texts: Iterable[str], vocab_size: int = 512):
     return wrapped
 
 
-def build_qwen_shaped_model(out_dir: str | Path, texts: Iterable[str], shape: QwenShape, seed: int) -> Path:
+def build_qwen_shaped_model(
+    out_dir: str | Path, texts: Iterable[str], shape: QwenShape, seed: int, dtype: torch.dtype = torch.float32
+) -> Path:
     """A randomly initialised `Qwen2ForCausalLM` with a locally trained ChatML tokenizer, saved like a hub
     checkpoint: the config says `qwen2`, the generation config stops at `<|endoftext|>` only (as the base model's
     does), and the tokenizer is what `AutoTokenizer` gives for it."""
@@ -213,6 +215,6 @@ def build_qwen_shaped_model(out_dir: str | Path, texts: Iterable[str], shape: Qw
     model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = config.eos_token_id
     model.generation_config.bos_token_id = config.bos_token_id
-    model.save_pretrained(out_dir)
+    model.to(dtype).save_pretrained(out_dir)  # bf16 for the full-size shape, as the hub checkpoint is stored
     tokenizer.save_pretrained(out_dir)
     return out_dir

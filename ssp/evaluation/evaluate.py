@@ -89,8 +89,8 @@ def evaluate_model(
     Every process of a launch calls this with the same rows; each samples and scores its share of the chunks of
     `sampling.batch_size` rows with its own copy of the model, and every process gets the whole result. Chunk c is
     seeded by `chunk_seed(seed, name, c)`: the same model, rows and seed give the same numbers however many
-    processes share the work. Returns `{"domains": per-subdomain metrics, "per_problem": correct samples per row
-    id, "tokens_generated"}`.
+    processes share the work. Returns `{"backend": the backend's name, "domains": per-subdomain metrics,
+    "per_problem": correct samples per row id, "tokens_generated"}`.
     """
     _, processes = world()
     engine = get_backend(model_dir, backend, device=local_device() if processes > 1 else None,
@@ -116,6 +116,7 @@ def evaluate_model(
         truncated=[flags for result in results for flags in result[2]],
     )
     return {
+        "backend": engine.name,
         "domains": summarize(rows, correct, [1] if greedy else ks, generations),
         "per_problem": {row["id"]: sum(flags) for row, flags in zip(rows, correct, strict=True)},
         "tokens_generated": generations.tokens,
@@ -130,14 +131,16 @@ def evaluate_models(
     report; every process of a launch takes part (`evaluate_model`)."""
     results = {}
     for label, model_dir in models.items():
-        sampled = evaluate_model(model_dir, rows, evaluation.sampling, evaluation.ks, seed=seed, name="test",
-                                 system_prompt=system_prompt, desc=f"test {label}")  # fmt: skip
-        entry = {"model": str(model_dir), **sampled["domains"]["all"], "domains": sampled["domains"]}
+        common = {"seed": seed, "system_prompt": system_prompt, "backend": evaluation.backend}
+        sampled = evaluate_model(model_dir, rows, evaluation.sampling, evaluation.ks, name="test",
+                                 desc=f"test {label}", **common)  # fmt: skip
+        entry = {"model": str(model_dir), "backend": sampled["backend"], **sampled["domains"]["all"]}
+        entry["domains"] = sampled["domains"]
         entry["per_problem"] = sampled["per_problem"]
         entry["tokens_generated"] = sampled["tokens_generated"]
         if evaluation.greedy:
-            greedy = evaluate_model(model_dir, rows, evaluation.sampling, [1], seed=seed, name="greedy",
-                                    system_prompt=system_prompt, greedy=True, desc=f"greedy {label}")  # fmt: skip
+            greedy = evaluate_model(model_dir, rows, evaluation.sampling, [1], name="greedy", greedy=True,
+                                    desc=f"greedy {label}", **common)  # fmt: skip
             entry["greedy"] = greedy["domains"]["all"]["pass@1"]
             entry["tokens_generated"] += greedy["tokens_generated"]
         results[label] = entry

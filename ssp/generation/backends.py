@@ -25,6 +25,7 @@ from transformers import AutoModelForCausalLM, GenerationConfig
 
 from ssp.config import RecipeError, SamplingConfig
 from ssp.generation.sampling import Generations, sample
+from ssp.generation.vllm_cpu import prepare_vllm_cpu
 from ssp.models import load_model, load_tokenizer, looks_like_local_path, resolve_dtype, stop_token_ids
 
 BACKENDS = ("auto", "transformers", "vllm")
@@ -39,6 +40,15 @@ class BackendError(RecipeError):
 
 def vllm_available() -> bool:
     return torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
+
+
+def resolve_backend(backend: str) -> str:
+    """The backend `auto` stands for here: vLLM when it is importable and a GPU is present."""
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+    if backend == "auto":
+        return "vllm" if vllm_available() else "transformers"
+    return backend
 
 
 def get_backend(
@@ -57,11 +67,10 @@ def get_backend(
     `gpu_memory_utilization` and `max_model_len` are vLLM's; the transformers backend spreads a model over all
     visible GPUs by itself (`device_map="auto"`) unless given its `device`. `data_parallel`: every process of a
     launch builds its own copy on its own device and samples its own prompts (`ssp.generation.parallel`)."""
-    if backend not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+    backend = resolve_backend(backend)
     if looks_like_local_path(str(model_path)) and not Path(model_path).expanduser().exists():
         raise BackendError(f"model folder not found: {model_path}")
-    if backend == "vllm" or (backend == "auto" and vllm_available()):
+    if backend == "vllm":
         return VLLMBackend(
             model_path,
             dtype=dtype,
@@ -202,6 +211,7 @@ class VLLMBackend:
         # compiling the model graph costs more start-up than it saves.
         self.on_cpu = not torch.cuda.is_available()
         if self.on_cpu:
+            prepare_vllm_cpu()  # its KV cache size, and plain linear layers (ssp.generation.vllm_cpu)
             gpu_memory_utilization = min(gpu_memory_utilization, 0.15)
             kwargs["enforce_eager"] = True
         self.llm = vllm.LLM(

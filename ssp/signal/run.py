@@ -20,6 +20,7 @@ from ssp.cost import CostMeter
 from ssp.data.loading import chat_prompt, load_split
 from ssp.evaluation.evaluate import evaluate_models
 from ssp.generation.backends import vllm_available
+from ssp.generation.vllm_cpu import prepare_vllm_cpu
 from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer, stop_token_ids
 from ssp.rewards import get_reward
 from ssp.runs import (
@@ -33,7 +34,6 @@ from ssp.runs import (
 )
 from ssp.signal.report import print_signal_table
 from ssp.signal.trainer import MGPOTrainer
-from ssp.signal.vllm_cpu import keep_plain_linear_layers
 
 
 def resolve_initial_model(name_or_path: str) -> str:
@@ -177,7 +177,7 @@ def run_signal(recipe) -> dict | None:
         model = load_model(model_path, recipe.model.dtype)
         meter.parameters = count_parameters(model)  # before ZeRO-3 partitions the parameters
         if uses_vllm(rl) and not torch.cuda.is_available():
-            keep_plain_linear_layers()  # vLLM's CPU build; see ssp.signal.vllm_cpu
+            prepare_vllm_cpu()  # vLLM's CPU build; see ssp.generation.vllm_cpu
         args = build_grpo_config(rl, stage_dir, f"{Path(recipe.output_dir).name}-{name}", recipe.seed,
                                  recipe.distributed_timeout_minutes, model_path)  # fmt: skip
         trainer = MGPOTrainer(

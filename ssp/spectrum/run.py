@@ -22,6 +22,7 @@ from ssp.config import RecipeError
 from ssp.cost import CostMeter
 from ssp.data.loading import data_summary, load_split, sft_examples
 from ssp.evaluation.evaluate import evaluate_model, evaluate_models
+from ssp.generation.backends import resolve_backend
 from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer
 from ssp.runs import (
     checkpointing_args,
@@ -197,9 +198,9 @@ def run_spectrum(recipe) -> dict | None:
     # --- selection and fusion, on the main process ----------------------------------------------------------------
     if state.is_main_process:
         sampling = dataclasses.asdict(recipe.probe.sampling)
-        write_json(
-            out / "probe.json", {"metric": key, "ks": recipe.probe.ks, "sampling": sampling, "checkpoints": probe}
-        )
+        backend = resolve_backend(recipe.probe.backend)
+        record = {"metric": key, "ks": recipe.probe.ks, "sampling": sampling, "backend": backend, "checkpoints": probe}
+        write_json(out / "probe.json", record)
         print_probe_table(probe, recipe.probe.ks)
         write_json(out / "selection.json", {"metric": key, "subdomains": selection, "best_single": best_single})
         with meter.phase("fusion"):

@@ -1,7 +1,7 @@
 """Evaluate one model on the synthetic test split, spread over however many processes launch this, and write the
 result to OUT/rank<r>.json. tests/test_parallel.py compares a 1-process and a 2-process run.
 
-Usage: python spread_evaluation.py MODEL_DIR OUT   (or under accelerate launch / torchrun)
+Usage: python spread_evaluation.py MODEL_DIR OUT [BACKEND]   (or under accelerate launch / torchrun)
 """
 
 import json
@@ -14,16 +14,17 @@ from ssp.evaluation.evaluate import evaluate_model
 from ssp.runs import distributed_state, release_distributed
 
 
-def main(model_dir: str, out: str) -> None:
+def main(model_dir: str, out: str, backend: str = "transformers") -> None:
     state = distributed_state(timeout_minutes=5)
     rows = load_split([DataSource(split="test")], TaskConfig(test_size=5), "data.test")
     sampling = SamplingConfig(n=4, temperature=1.0, max_new_tokens=12, batch_size=3)  # 7 chunks of 3 rows
-    sampled = evaluate_model(model_dir, rows, sampling, [1, 2, 4], seed=11, name="test", progress=False)
-    greedy = evaluate_model(model_dir, rows, sampling, [1], seed=11, name="greedy", greedy=True, progress=False)
+    common = {"seed": 11, "backend": backend, "progress": False}
+    sampled = evaluate_model(model_dir, rows, sampling, [1, 2, 4], name="test", **common)
+    greedy = evaluate_model(model_dir, rows, sampling, [1], name="greedy", greedy=True, **common)
     record = {"processes": state.num_processes, "sampled": sampled, "greedy": greedy}
     Path(out, f"rank{state.process_index}.json").write_text(json.dumps(record, sort_keys=True))
     release_distributed()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])
