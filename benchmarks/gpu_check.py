@@ -40,7 +40,13 @@ from ssp.evaluation.evaluate import evaluate_model  # noqa: E402
 from ssp.generation.backends import get_backend  # noqa: E402
 from ssp.generation.vllm_cpu import prepare_vllm_cpu  # noqa: E402
 from ssp.models import load_tokenizer  # noqa: E402
-from ssp.plan import DEVICES, Assumptions, activations_gib, architecture_from_config, training_states_gib  # noqa: E402
+from ssp.plan.formulas import (  # noqa: E402
+    DEVICES,
+    Assumptions,
+    activations_gib,
+    architecture_from_config,
+    training_states_gib,
+)
 from ssp.rewards import get_reward  # noqa: E402
 from ssp.signal.run import build_grpo_config  # noqa: E402
 from ssp.signal.trainer import MGPOTrainer  # noqa: E402

@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from ssp.cli import main
-from ssp.config import Recipe, RecipeError, from_dict, load_recipe
+from ssp.coerce import from_dict
+from ssp.config import Recipe, RecipeError, load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "recipes" / "demo" / "sft.yaml"

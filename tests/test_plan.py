@@ -10,7 +10,8 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from ssp.cli import main
 from ssp.config import RecipeError
-from ssp.plan import KNOWN_ARCHITECTURES, Assumptions, find_architecture, generation_flops, plan_recipes
+from ssp.plan import KNOWN_ARCHITECTURES, Assumptions, plan_recipes
+from ssp.plan.formulas import find_architecture, generation_flops
 
 QWEN = KNOWN_ARCHITECTURES["Qwen/Qwen2.5-Math-1.5B"]
 PAIR = [str(SFT_RECIPE), str(RL_RECIPE)]
