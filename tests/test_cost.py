@@ -42,3 +42,14 @@ def test_phase_timer_accumulates():
         pass
     assert set(meter.phases) == {"probe"} and meter.phases["probe"] >= 0
     assert meter.summary()["mfu_estimate"] is None  # no peak FLOP/s known for a CPU
+
+
+def test_the_signal_stage_mfu_counts_every_curriculum_stage_and_generation_flops_are_recorded():
+    meter = CostMeter("H100", 8, 2.5)
+    meter.phases.update({"train:math-16k": 600.0, "train:code": 400.0, "eval:code": 50.0, "eval": 30.0})
+    meter.add_training(tokens=2_000_000, parameters=1_500_000_000)
+    meter.add_generation(tokens=3_000_000, parameters=1_500_000_000)
+    summary = meter.summary()
+    # training FLOPs over the training phases only (1,000 s), not the evaluations
+    assert summary["mfu_estimate"] == pytest.approx(6 * 1.5e9 * 2e6 / (1000 * 8 * 989e12))
+    assert summary["generation_flops_estimate"] == 2 * 1.5e9 * 3e6 and summary["tokens_generated"] == 3_000_000

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from test_spectrum_run import SMALL
 
 from ssp.runs import release_distributed
@@ -29,15 +30,30 @@ def zero2_launch(*args: str) -> list[str]:
     return [str(ACCELERATE), "launch", *config, "--main_process_port", str(free_port()), *args]
 
 
+# A process-group timeout of 12 s, and probing and evaluation that take at least 24 s: every chunk of one problem is
+# scored by a reward that takes a second (tests/scripts/slow_scoring.py), 2 checkpoints x 8 probing problems and
+# 3 models x 8 test problems (plus greedy). The run lives because both processes take their share of the chunks;
+# with the main process sampling alone the other would wait past the timeout at the next barrier.
+SHORT_TIMEOUT = [
+    "distributed_timeout_minutes=0.2",
+    "data.probe.0.reward=slow_boxed_match",
+    "data.test.0.reward=slow_boxed_match",
+    "probe.sampling.batch_size=1",
+    "eval.sampling.batch_size=1",
+]
+
+
 @pytest.mark.slow
 def test_two_process_zero2_launch(tmp_path):
     out = tmp_path / "run"
-    command = zero2_launch("-m", "ssp", "sft", "recipes/demo/sft.yaml", f"output_dir={out}", *SMALL)
-    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    script = str(REPO / "tests" / "scripts" / "slow_scoring.py")
+    command = zero2_launch(script, "sft", "recipes/demo/sft.yaml", f"output_dir={out}", *SMALL, *SHORT_TIMEOUT)
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     cost = json.loads((out / "cost.json").read_text())
     assert cost["processes"] == 2 and cost["distributed_type"] == "DEEPSPEED"
+    assert yaml.safe_load((out / "recipe.yaml").read_text())["distributed_timeout_minutes"] == 0.2
     assert sorted(p.name for p in (out / "checkpoints").glob("step-*")) == ["step-3", "step-6"]
     # probing, selection and merging ran once, on the main process
     assert result.stdout.count("Per-subdomain pass@k of every checkpoint") == 1
