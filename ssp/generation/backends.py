@@ -9,7 +9,10 @@ prompt that leaves no room at all gets `n` empty, truncated completions.
   `device_map="auto"` on GPU, float32 on CPU). On GPU one `generate` call holds at most `GPU_MAX_SEQUENCES`
   sequences (prompts x n): a larger batch is split into sub-batches of `max(1, GPU_MAX_SEQUENCES // n)` prompts,
   sampled one after the other from the same seed, so results stay deterministic.
-- `VLLMBackend`: vLLM (the optional extra `ssp[vllm]`, CUDA only), with tensor parallelism.
+- `VLLMBackend`: vLLM (the GPU profile, `make install-gpu`; or vLLM's CPU build, which the tests run), with tensor
+  parallelism, or one engine per process of a launch (`data_parallel`).
+
+Both stop at every id of `ssp.models.stop_token_ids`: the EOS and the chat template's end-of-turn token.
 
 `get_backend(model_path, backend="auto")` picks vLLM when it is importable and a GPU is present.
 """
