@@ -16,6 +16,7 @@ import trl
 import yaml
 
 from ssp.coerce import RecipeError, apply_override, describe, from_dict
+from ssp.files import write_text
 from ssp.models import looks_like_local_path
 from ssp.rewards import REWARDS
 from ssp.tiny_models import TinyModelSpec
@@ -434,4 +435,4 @@ def _check_trl_keys(extra: dict, key: str, trl_class: str) -> None:
 
 
 def dump_recipe(recipe, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
+    write_text(path, yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))

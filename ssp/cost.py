@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from contextlib import contextmanager
@@ -12,6 +11,7 @@ from pathlib import Path
 import torch
 
 from ssp.config import CostConfig, RecipeError
+from ssp.files import write_json
 
 # Dense bf16 peak TFLOP/s per device (no sparsity), for the MFU estimate.
 PEAK_TFLOPS = {"A100": 312.0, "H100": 989.0, "H800": 989.0, "H200": 989.0}
@@ -103,5 +103,5 @@ class CostMeter:
 
     def record(self, path: str | Path) -> dict:
         summary = self.summary()
-        Path(path).write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(path, summary)
         return summary

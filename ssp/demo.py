@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ssp.config import RecipeError, load_recipe
 from ssp.evaluation.report import table_lines
-from ssp.runs import read_json, write_json
+from ssp.files import read_json, write_json
 from ssp.signal.run import run_signal
 from ssp.spectrum.run import run_spectrum
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import string
 from datetime import timedelta
@@ -89,14 +88,6 @@ def prepare_output_dir(recipe, state: PartialState) -> Path:
         dump_recipe(recipe, out / "recipe.yaml")
     state.wait_for_everyone()
     return out
-
-
-def write_json(path: str | Path, data) -> None:
-    Path(path).write_text(json.dumps(data, indent=2) + "\n")
-
-
-def read_json(path: str | Path):
-    return json.loads(Path(path).read_text())
 
 
 def tiny_model_texts(rows: list[dict], prompt_template: str, system_prompt: str | None) -> list[str]:

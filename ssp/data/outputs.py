@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from ssp.config import RecipeError
+from ssp.files import write_json, write_jsonl
 
 
 def report_path(output: str | Path) -> Path:
@@ -30,14 +29,8 @@ def write_outputs(output: str, rows: list[dict], report: dict) -> None:
     """Write the rows and the report, each through a temporary file so no half-written file is left behind."""
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-    _write_atomic(report_path(path), json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    write_jsonl(path, rows)
+    write_json(report_path(path), report)
 
 
 def format_table(header: list[str], rows: list[list]) -> str:

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from ssp.config import RecipeError
 from ssp.data.benchmarks import benchmark_source, get_spec, load_benchmark
 from ssp.evaluation.report import benchmark_metrics, markdown_table, plot_pass_at_k
+from ssp.files import write_json, write_text
 from ssp.generation.backends import get_backend
 from ssp.generation.parallel import chunk_seed
 from ssp.generation.presets import resolve_sampling
@@ -86,7 +87,7 @@ def run_eval(settings: EvalSettings) -> dict:
     if any(spec.kind == "code" for spec in specs.values()):
         _start_sandbox()  # a broken sandbox should cost neither a model load nor a chunk of sampling
     (out / "samples").mkdir(parents=True, exist_ok=True)
-    _write_json(out / "eval_config.json", _merged_config(out, config))
+    write_json(out / "eval_config.json", _merged_config(out, config))
 
     chunks, pending = {}, {}
     for name in specs:
@@ -126,8 +127,8 @@ def run_eval(settings: EvalSettings) -> dict:
         samples = _read_samples(out / "samples" / f"{name}.jsonl")
         metrics = benchmark_metrics(spec.kind, [samples[row["id"]] for row in rows[name]])
         results["benchmarks"][name] = {**metrics, **plans[name]}  # plus where the problems came from, and how sampled
-    _write_json(out / "results.json", results)
-    _write_text(out / "results.md", markdown_table(results))
+    write_json(out / "results.json", results)
+    write_text(out / "results.md", markdown_table(results))
     plot_pass_at_k(results, out / "pass_at_k.png")
     return results
 
@@ -231,16 +232,5 @@ def _keep_finished_chunks(path: Path, chunks: list[list[dict]], n: int) -> set[i
     kept = [record for c in sorted(finished) for row in chunks[c] for record in samples[row["id"]]]
     loaded = {row["id"] for chunk in chunks for row in chunk}
     kept += [record for problem, records in samples.items() if problem not in loaded for record in records]
-    _write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
+    write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
     return finished
-
-
-def _write_json(path: Path, value) -> None:
-    _write_text(path, json.dumps(value, indent=2) + "\n")
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write through a temporary file, so an interruption never leaves a half-written file."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    temporary.replace(path)

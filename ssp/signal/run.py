@@ -19,6 +19,7 @@ from ssp.config import RecipeError, RLSection, resolve_stages
 from ssp.cost import CostMeter
 from ssp.data.loading import chat_prompt, load_split
 from ssp.evaluation.evaluate import evaluate_models
+from ssp.files import write_json
 from ssp.generation.backends import vllm_available
 from ssp.generation.vllm_cpu import prepare_vllm_cpu
 from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer, stop_token_ids
@@ -30,7 +31,6 @@ from ssp.runs import (
     planned_positions,
     prepare_output_dir,
     trainer_distributed_args,
-    write_json,
 )
 from ssp.signal.report import print_signal_table
 from ssp.signal.trainer import MGPOTrainer

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ssp.evaluation.report import table_lines
+from ssp.files import write_text
 
 
 def probe_table(probe: dict[str, dict[str, dict]], ks: list[int]) -> list[str]:
@@ -73,7 +74,7 @@ def write_spectrum_report(path: Path, probe: dict, selection: dict, test: dict, 
         f"{cost['tokens_trained']:,} tokens trained, {cost['tokens_generated']:,} generated.",
         "",
     ]
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
     print("\nSelection:")
     print("\n".join(selection_table(selection, key)))
     print("\nTest split:")

@@ -22,6 +22,7 @@ from ssp.config import RecipeError
 from ssp.cost import CostMeter
 from ssp.data.loading import data_summary, load_split, sft_examples
 from ssp.evaluation.evaluate import evaluate_model, evaluate_models
+from ssp.files import write_json
 from ssp.generation.backends import resolve_backend
 from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer
 from ssp.runs import (
@@ -31,7 +32,6 @@ from ssp.runs import (
     planned_positions,
     prepare_output_dir,
     trainer_distributed_args,
-    write_json,
 )
 from ssp.spectrum.fusion import merge_models
 from ssp.spectrum.report import print_probe_table, write_spectrum_report
