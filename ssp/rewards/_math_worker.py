@@ -1,4 +1,4 @@
-"""Entry point of a math-verify worker process (see `ssp.rewards.math`); speaks the protocol of `ssp.rewards._pool`.
+"""Entry point of a math-verify worker process (see `ssp.rewards.math`); speaks the protocol of `ssp.sandbox.pool`.
 
 Started as `python -P -c "from ssp.rewards._math_worker import main; main()"`: single-threaded, so math-verify's
 `signal.alarm` timeouts work. It refuses to start (and the caller raises) if they cannot.
@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from ssp.rewards._pool import encode_message, read_message
+from ssp.sandbox.pool import encode_message, read_message
 
 
 def main() -> None:

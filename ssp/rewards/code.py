@@ -1,4 +1,4 @@
-"""Code correctness: run a program against its tests in the sandbox (`ssp.rewards.sandbox`).
+"""Code correctness: run a program against its tests in the sandbox (`ssp.sandbox`).
 
 A row's `tests` value takes one of three forms (or a JSON string of the list or dict form):
 - a string of assert-style Python test code, run after the program in the same process: HumanEval's
@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ssp.rewards._metrics import log_status_shares
-from ssp.rewards._pool import TaskFailure
 from ssp.rewards.extract import completion_text, last_code_block
-from ssp.rewards.sandbox import Sandbox, SandboxLimits, get_sandbox, job_limits
+from ssp.sandbox import Sandbox, SandboxLimits, get_sandbox, job_limits
+from ssp.sandbox.pool import TaskFailure
 
 logger = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssp.rewards._metrics import log_status_shares
-from ssp.rewards._pool import TaskFailure, WorkerPool, workers_per_process
 from ssp.rewards.extract import completion_text, last_boxed
+from ssp.sandbox.pool import TaskFailure, WorkerPool, workers_per_process
 
 logger = logging.getLogger(__name__)
 

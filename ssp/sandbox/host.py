@@ -1,24 +1,16 @@
 """Host side of the code sandbox: choose the isolation backend, keep a pool of zygotes, run jobs.
 
-Backends (docs/rewards.md states exactly what each guarantees):
-- `bwrap` (bubblewrap, `apt-get install bubblewrap`): new user (when not root), pid, network, IPC, UTS and cgroup
-  namespaces; a file system made of read-only binds of /usr and the Python installation plus private tmpfs /tmp and
-  /dev/shm, so nothing else of the host is visible; the sandbox dies with its parent.
-- `process` (fallback, no extra package): the zygote unshares mount, network, IPC and UTS namespaces itself (and a
-  user namespace when not root), remounts the host file system read-only and mounts a private tmpfs on /tmp; host
-  files stay readable with the sandbox user's permissions. Each step that the machine refuses is reported.
-Both add: a separate unprivileged uid when started as root, rlimits, a seccomp filter (libseccomp), a clean
+`SSP_SANDBOX=bwrap|process` forces a backend (an unusable forced backend is an error); the default (`auto`) picks
+the strongest one that passes a probe. The process-wide sandbox prints one line to stderr at its start-up, once per
+process, saying which backend runs and what isolation this machine gave it (`backends.isolation_line`).
+Both backends add: a separate unprivileged uid when started as root, rlimits, a seccomp filter (libseccomp), a clean
 environment, per-run process groups and a sweep of every leftover process, and output caps.
-
-`SSP_SANDBOX=bwrap|process` forces a backend (an unusable forced backend is an error); the default picks the
-strongest one that passes a probe and logs which, with a warning when it is the weaker one.
 """
 
 from __future__ import annotations
 
 import atexit
 import json
-import logging
 import os
 import random
 import shutil
@@ -28,20 +20,22 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ssp.rewards._pool import TaskFailure, WorkerPool, WorkerStartError, workers_per_process
+from ssp.sandbox import backends
+from ssp.sandbox.pool import TaskFailure, WorkerPool, WorkerStartError, workers_per_process
 
-logger = logging.getLogger(__name__)
-
-HARNESS_SOURCE = Path(__file__).with_name("_sandbox_harness.py").read_text()
-RUNNER_SOURCE = Path(__file__).with_name("_sandbox_runner.py").read_text()
-# The sandbox sees none of ssp's files: both sources travel on the command line, and this loads them.
+BACKENDS = backends.BACKENDS
+# What runs inside the sandbox, loaded in this order; the last one is the zygote's main program.
+ZYGOTE_MODULES = ("_sandbox_guard", "_sandbox_child", "_sandbox_isolation", "_sandbox_zygote")
+ZYGOTE_SOURCES = tuple(Path(__file__).with_name(f"{name}.py").read_text() for name in ZYGOTE_MODULES)
+# The sandbox sees none of ssp's files: the sources travel on the command line, and this loads them.
 BOOTSTRAP = (
     "import sys, types\n"
-    "harness = sys.modules['_sandbox_harness'] = types.ModuleType('_sandbox_harness')\n"
-    "exec(compile(sys.argv[1], '_sandbox_harness.py', 'exec'), harness.__dict__)\n"
-    "exec(compile(sys.argv[2], '_sandbox_runner.py', 'exec'), {'__name__': '__main__'})\n"
+    "names = sys.argv[1].split()\n"
+    "for index, name in enumerate(names[:-1], 2):\n"
+    "    module = sys.modules[name] = types.ModuleType(name)\n"
+    "    exec(compile(sys.argv[index], name + '.py', 'exec'), module.__dict__)\n"
+    "exec(compile(sys.argv[len(names) + 1], names[-1] + '.py', 'exec'), {'__name__': '__main__'})\n"
 )
-BACKENDS = ("bwrap", "process")
 # Numeric settings that only tell OpenBLAS how to run on this CPU (older builds crash without them); no secrets.
 PASSED_THROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -80,55 +74,6 @@ def sandbox_env() -> dict[str, str]:
     return env
 
 
-def _python_roots() -> list[str]:
-    """Folders the interpreter and its installed packages live in (bound read-only into the sandbox)."""
-    candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    candidates.add(str(Path(os.path.realpath(sys.executable)).parent.parent))
-    roots = sorted({os.path.realpath(c) for c in candidates} | candidates)
-    kept: list[str] = []
-    for root in roots:
-        if root in ("/", "/usr") or not os.path.isdir(root) or root.startswith("/usr/"):
-            continue
-        if any(root.startswith(k.rstrip("/") + "/") for k in kept):
-            continue
-        kept.append(root)
-    return kept
-
-
-def _bwrap_argv(bwrap: str, limits: SandboxLimits, as_root: bool) -> list[str]:
-    tmp_bytes = str(limits.tmp_size_mb << 20)
-    argv = [bwrap, "--die-with-parent", "--new-session"]
-    # As root, bwrap makes the namespaces itself and the zygote then drops to an unprivileged uid; otherwise it needs
-    # a user namespace.
-    argv += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-    if not as_root:
-        argv.append("--unshare-user")
-    argv += ["--hostname", "sandbox", "--ro-bind", "/usr", "/usr"]
-    # The private /tmp and /dev/shm come before Python's folders: a virtualenv under /tmp is mounted on top of them,
-    # not hidden by them.
-    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", tmp_bytes, "--tmpfs", "/dev/shm"]
-    argv += ["--perms", "1777", "--size", tmp_bytes, "--tmpfs", "/tmp"]
-    roots = _python_roots()
-    parents: list[str] = []
-    for root in roots:  # bwrap would create the folders above a bind mount with mode 0700, untraversable
-        for parent in reversed(Path(root).parents[:-1]):
-            if str(parent) not in parents:
-                parents.append(str(parent))
-    for parent in parents:
-        argv += ["--perms", "0755", "--dir", parent]
-    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-        path = f"/{name}"
-        if os.path.islink(path):
-            argv += ["--symlink", os.readlink(path), path]
-        elif os.path.isdir(path):
-            argv += ["--ro-bind", path, path]
-    for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives"):
-        argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    for root in roots:
-        argv += ["--ro-bind", root, root]
-    return argv + ["--chdir", "/"]
-
-
 class Sandbox:
     """A pool of zygotes behind one backend; `run(jobs, deadlines)` returns each job's reply or TaskFailure."""
 
@@ -161,11 +106,11 @@ class Sandbox:
             "uid": random.randrange(1_000_000, 2_000_000_000) if self.as_root else None,
             "tmp_bytes": self.limits.tmp_size_mb << 20,
             "processes": self.limits.processes,
-            "python_roots": _python_roots(),
+            "python_roots": backends.python_roots(),
         }
         if self.backend == "bwrap":
             config["workroot"] = "/tmp/ssp-sandbox"
-            prefix = _bwrap_argv(self._bwrap, self.limits, self.as_root)
+            prefix = backends.bwrap_argv(self._bwrap, self.limits.tmp_size_mb, self.as_root)
         else:
             # Normally inside the zygote's own tmpfs; if it cannot mount one, this host folder is used and removed.
             config["workroot"] = tempfile.mkdtemp(prefix="ssp-sandbox-")
@@ -180,8 +125,8 @@ class Sandbox:
             "-P",
             "-c",
             BOOTSTRAP,
-            HARNESS_SOURCE,
-            RUNNER_SOURCE,
+            " ".join(ZYGOTE_MODULES),
+            *ZYGOTE_SOURCES,
             json.dumps(config),
         ]
 
@@ -193,24 +138,13 @@ class Sandbox:
         for path in self._scratch:
             shutil.rmtree(path, ignore_errors=True)
 
-    def describe(self) -> str:
-        f = self.features
-        host_files = "hidden" if self.backend == "bwrap" else ("read-only" if f.get("read_only_root") else "WRITABLE")
-        parts = [
-            f"namespaces: {', '.join(f.get('namespaces') or []) or 'none'}",
-            f"seccomp: {'yes' if f.get('seccomp') else 'no'}",
-            f"host files: {host_files}",
-            f"private /tmp: {'yes' if f.get('private_tmp') or self.backend == 'bwrap' else 'NO'}",
-            f"process limit: {f.get('process_limit') or 'none'}",
-        ]
-        if f.get("uid") is not None:
-            parts.append(f"uid {f['uid']}")
-        notes = "; ".join(f.get("notes") or [])
-        return f"{self.backend} ({', '.join(parts)}){'; ' + notes if notes else ''}"
+    def isolation_line(self, why_not_bwrap: str | None = None) -> str:
+        return backends.isolation_line(self.backend, self.features, why_not_bwrap)
 
 
 _sandbox: Sandbox | None = None
 _sandbox_lock = threading.Lock()
+_announced_in: int | None = None  # the process that printed the isolation line
 
 
 def default_workers() -> int:
@@ -253,8 +187,9 @@ def start_sandbox(backend: str, limits: SandboxLimits | None = None, workers: in
 
 
 def get_sandbox() -> Sandbox:
-    """The process-wide sandbox, started at first use with the strongest backend that works here."""
-    global _sandbox
+    """The process-wide sandbox, started at first use with the strongest backend that works here; its start-up
+    prints one line to stderr, once per process, saying which isolation runs the code."""
+    global _sandbox, _announced_in
     with _sandbox_lock:
         if _sandbox is not None and _sandbox.pool.owner_pid == os.getpid():
             return _sandbox
@@ -265,20 +200,22 @@ def get_sandbox() -> Sandbox:
         forced = os.environ.get("SSP_SANDBOX", "auto")
         if forced not in ("auto", *BACKENDS):
             raise ValueError(f"SSP_SANDBOX={forced!r}; use one of auto, {', '.join(BACKENDS)}")
+        why_not_bwrap = None
         if forced != "auto":
+            why_not_bwrap = f"SSP_SANDBOX={forced}"
             _sandbox = start_sandbox(forced, limits)
+        elif shutil.which("bwrap") is None:
+            why_not_bwrap = "bubblewrap not installed"
+            _sandbox = start_sandbox("process", limits)
         else:
             try:
                 _sandbox = start_sandbox("bwrap", limits)
-            except (WorkerStartError, OSError) as error:
-                logger.warning(
-                    "code sandbox: bubblewrap unavailable (%s); falling back to weaker isolation (host files stay "
-                    "readable by sandboxed programs). Install it for full isolation: apt-get install bubblewrap",
-                    str(error)[:500],
-                )
+            except (WorkerStartError, OSError) as error:  # installed, but this machine refuses it (user namespaces)
+                why_not_bwrap = f"bubblewrap failed: {(str(error).strip() or type(error).__name__).splitlines()[0]}"
                 _sandbox = start_sandbox("process", limits)
-        log = logger.info if _sandbox.backend == "bwrap" else logger.warning
-        log("code sandbox: %s, %d zygotes", _sandbox.describe(), _sandbox.pool.size)
+        if _announced_in != os.getpid():
+            print(_sandbox.isolation_line(why_not_bwrap), file=sys.stderr, flush=True)
+            _announced_in = os.getpid()
         return _sandbox
 
 

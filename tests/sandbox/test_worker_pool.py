@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from ssp.rewards._pool import MessageReader, TaskFailure, WorkerPool, WorkerStartError, encode_message
+from ssp.sandbox.pool import MessageReader, TaskFailure, WorkerPool, WorkerStartError, encode_message
 
 REPO = Path(__file__).resolve().parents[2]
 ECHO_WORKER = """
 import os, sys, time
-from ssp.rewards._pool import encode_message, read_message
+from ssp.sandbox.pool import encode_message, read_message
 out = os.fdopen(os.dup(1), "wb", buffering=0)
 out.write(encode_message({"ready": True}))
 while (task := read_message(sys.stdin.buffer)) is not None:
@@ -69,11 +69,20 @@ def test_affinity_keeps_a_key_on_one_worker():
 
 
 def test_a_worker_that_refuses_to_start_raises_its_reason():
-    refusing = "import os\nfrom ssp.rewards._pool import encode_message\n"
+    refusing = "import os\nfrom ssp.sandbox.pool import encode_message\n"
     refusing += "os.write(1, encode_message({'error': 'no timer here'}))\n"
     pool = echo_pool(size=1, source=refusing)
     with pytest.raises(WorkerStartError, match="refused to run: no timer here"):
         pool.start()
+    pool.close()
+
+
+def test_a_worker_that_exits_during_start_up_raises_its_exit_code_and_stderr():
+    exiting = "import sys\nsys.stderr.write('cannot start: no namespace\\n')\nsys.exit(3)\n"
+    pool = echo_pool(size=1, source=exiting)
+    with pytest.raises(WorkerStartError) as raised:
+        pool.start()
+    assert str(raised.value) == "echo worker exited during start-up (code 3); stderr: cannot start: no namespace\n"
     pool.close()
 
 

@@ -1,7 +1,8 @@
 """A pool of long-lived worker processes that answer length-prefixed JSON messages, with a hard deadline per task.
 
-Both verifiers use it: math-verify workers (their signal-based timeouts only work in a process's main thread) and
-the code sandbox's zygotes (starting Python per program would dominate the cost of scoring). The pool is driven from
+The sandbox host keeps its zygotes in it (starting Python per program would dominate the cost of scoring), and the
+math reward its math-verify workers (their signal-based timeouts only work in a process's main thread): both need
+work that runs in another process and is killed, never waited for, when it overruns. The pool is driven from
 the calling thread with `selectors`, so it needs no threads of its own and works from any thread. A worker that
 misses a task's deadline, or dies, is killed with its whole process group and replaced; the task comes back as
 failed (`None`), never as a hang.
@@ -153,11 +154,9 @@ class WorkerPool:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     worker = next(iter(pending.values()))
-                    self._kill(worker)
-                    raise WorkerStartError(
-                        f"{self.name} worker did not start within {self.start_timeout:.0f}s; "
-                        f"stderr: {worker.stderr_tail()}"
-                    )
+                    reason = f"did not start within {self.start_timeout:.0f}s; stderr: {worker.stderr_tail()}"
+                    self._kill(worker)  # closes its stderr file: the reason is read first
+                    raise WorkerStartError(f"{self.name} worker {reason}")
                 for key, _ in selector.select(remaining):
                     worker = pending[key.fd]
                     data = _read_available(key.fd)
@@ -166,11 +165,13 @@ class WorkerPool:
                         selector.unregister(key.fd)
                         del pending[key.fd]
                     if not data:
-                        self._kill(worker)
-                        raise WorkerStartError(
-                            f"{self.name} worker exited during start-up (code {worker.process.poll()}); "
-                            f"stderr: {worker.stderr_tail()}"
-                        )
+                        try:  # its output closes a moment before it can be reaped
+                            code = worker.process.wait(timeout=5)
+                        except subprocess.TimeoutExpired:
+                            code = None
+                        reason = f"exited during start-up (code {code}); stderr: {worker.stderr_tail()}"
+                        self._kill(worker)  # closes its stderr file: the reason is read first
+                        raise WorkerStartError(f"{self.name} worker {reason}")
                     if messages:
                         hello = messages[0]
                         if not hello.get("ready"):

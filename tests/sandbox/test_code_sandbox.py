@@ -1,36 +1,22 @@
-"""Hostile programs against the code sandbox, on every backend this machine supports.
+"""Hostile programs against the code sandbox, on every backend this machine supports (the `sandbox` fixture).
 
 Each attack must get a failing verdict within its limits, and afterwards the host must be untouched: its files, its
 processes (nothing the program started survives) and the sandbox itself, which still scores a good program.
 """
 
 import os
-import shutil
 import socket
 import sys
-import textwrap
 import threading
 from pathlib import Path
 from string import Template
 
 import pytest
+from sandbox_cases import run_one
 
-from ssp.rewards import sandbox as sandbox_module
-from ssp.rewards.code import check_programs
-from ssp.rewards.sandbox import SandboxLimits, sandbox_env, start_sandbox
+from ssp.sandbox.host import ZYGOTE_MODULES
 
 SECRET = "ssp-host-secret-7f3a"
-TIMEOUT = 1.0
-BACKENDS = ["bwrap", "process"]
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def sandbox(request):
-    if request.param == "bwrap" and shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
-    box = start_sandbox(request.param, SandboxLimits(memory_mb=512), workers=2)
-    yield box
-    box.close()
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +76,6 @@ def _sandbox_processes(sandbox) -> set[int]:
     for worker in sandbox.pool._workers:
         pids |= {worker.process.pid} | _descendants(worker.process.pid)
     return pids
-
-
-def run_one(sandbox, program, tests, **kwargs):
-    return check_programs([textwrap.dedent(program)], [tests], TIMEOUT, sandbox=sandbox, **kwargs)[0]
 
 
 # An attack "wins" if its output (or its test) passes: each expected output is what a successful escape would print,
@@ -171,14 +153,25 @@ ATTACKS = {
 
 
 def _documented_limitation(sandbox, name):
-    """Attacks the fallback backend is documented not to stop on this machine (docs/rewards.md)."""
-    if sandbox.backend != "process":
-        return None
-    if name in ("read a host file", "read the host process's memory map") and os.geteuid() != 0:
-        return "the fallback backend cannot hide the user's own files and processes from a program run as that user"
+    """Attacks the process fallback backend is documented not to stop on this machine (docs/sandbox.md)."""
+    if sandbox.backend != "process" or os.geteuid() == 0:
+        return None  # as root, the fallback runs programs as another uid: these attacks fail as on bwrap
+    if name == "read a host file":
+        return (
+            "process fallback backend, run as a non-root user: a program can read that user's own files "
+            "(docs/sandbox.md); bubblewrap hides them"
+        )
+    if name == "read the host process's memory map" and "user" not in sandbox.features.get("namespaces", []):
+        return (
+            "process fallback backend without a user namespace (this machine refused one): a program can read the "
+            "memory maps of that user's processes (docs/sandbox.md); bubblewrap hides them"
+        )
     writes = ("write outside its folder", "write into site-packages", "delete outside its folder")
-    if name in writes and not sandbox.features.get("read_only_root") and os.geteuid() != 0:
-        return "this machine refused the fallback backend a read-only mount namespace"
+    if name in writes and not sandbox.features.get("read_only_root"):
+        return (
+            "process fallback backend: this machine refused it a read-only mount namespace, so that user's files "
+            "stay writable (docs/sandbox.md); bubblewrap hides them"
+        )
     return None
 
 
@@ -254,8 +247,8 @@ CHEATS = {
         "os._exit(0)\n",
         {"error"},
     ),
-    "patching the harness module": (
-        "import _sandbox_harness\n_sandbox_harness._class_is_honest = lambda c: True\n"
+    "patching the guard module": (
+        "import _sandbox_guard\n_sandbox_guard._class_is_honest = lambda c: True\n"
         + ANYTHING
         + "def add(a, b):\n    return Anything()\n",
         {"error"},
@@ -316,27 +309,10 @@ def test_programs_do_not_see_each_others_files(sandbox):
     assert result.passed
 
 
-def test_sandbox_environment_is_clean(sandbox):
-    expected = [{"input": "", "output": " ".join(sorted(sandbox_env()))}]
-    assert run_one(sandbox, "import os\nprint(*sorted(os.environ))", expected).passed
-
-
-def test_isolation_features_are_reported(sandbox):
-    features = sandbox.features
-    assert features["seccomp"] is True
-    assert "net" in features["namespaces"]
-    if os.geteuid() == 0:
-        assert features["uid"] >= 1_000_000
-
-
-def test_a_python_under_tmp_is_mounted_over_the_private_tmp(monkeypatch, tmp_path):
-    # A virtualenv in /tmp (a CI clone, a scratch checkout) must stay visible: bwrap applies mounts in order, so the
-    # private /tmp comes first and Python's folders on top of it.
-    venv = tmp_path / ".venv"
-    venv.mkdir()
-    monkeypatch.setattr(sandbox_module, "_python_roots", lambda: [str(venv)])
-    argv = sandbox_module._bwrap_argv("bwrap", SandboxLimits(), as_root=True)
-    tmpfs_tmp = next(i for i in range(len(argv) - 1) if argv[i : i + 2] == ["--tmpfs", "/tmp"])
-    bind_venv = next(i for i in range(len(argv) - 2) if argv[i : i + 3] == ["--ro-bind", str(venv), str(venv)])
-    assert tmpfs_tmp < bind_venv
-    assert argv[-2:] == ["--chdir", "/"]
+def test_a_program_cannot_import_the_zygote_modules(sandbox):
+    # The zygote's own modules (the guards' state among them) are gone from sys.modules and from every import path.
+    program = (
+        "import importlib.util, sys\n"
+        f"print([name for name in {list(ZYGOTE_MODULES)!r} if name in sys.modules or importlib.util.find_spec(name)])"
+    )
+    assert run_one(sandbox, program, [{"input": "", "output": "[]"}]).passed
