@@ -1,5 +1,9 @@
 """YAML values onto typed dataclasses: the strict coercion every ssp schema loads through (`ssp.config`, the data
-commands' recipes). An unknown key or a value of the wrong type is a `RecipeError` naming the dotted key."""
+commands' recipes). An unknown key, a value of the wrong type or out of its field's range is a `RecipeError` naming
+the dotted key.
+
+A field's range is its metadata, beside its default: `lr: float = field(default=1e-3, metadata=NON_NEGATIVE)`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,14 @@ import typing
 from typing import Any, Literal
 
 import yaml
+
+# Field metadata: a value is refused unless the check holds; the text completes "must be ...". None always passes
+# (an optional field left unset).
+NON_NEGATIVE = {"range": (lambda value: value >= 0, ">= 0")}
+POSITIVE = {"range": (lambda value: value > 0, "> 0")}
+AT_LEAST_1 = {"range": (lambda value: value >= 1, ">= 1")}
+FRACTION = {"range": (lambda value: 0 <= value < 1, "in [0, 1)")}
+PROBABILITY = {"range": (lambda value: 0 < value <= 1, "in (0, 1]")}
 
 
 class RecipeError(ValueError):
@@ -55,7 +67,21 @@ def from_dict(cls: type, raw: Any, prefix: str = ""):
         if key not in names:
             raise RecipeError(f"unknown key {prefix}{key} (known in {where}: {', '.join(sorted(names))})")
     values = {name: _coerce(raw[name], hints[name], f"{prefix}{name}") for name in names if name in raw}
-    return cls(**values)
+    result = cls(**values)
+    check_ranges(result, prefix.rstrip("."))
+    return result
+
+
+def check_ranges(section, where: str = "") -> None:
+    """Every field of dataclass `section` with a range in its metadata holds a value in it; `where` names the
+    section in the error (`eval.sampling`; empty at the top level)."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if "range" in f.metadata and value is not None:
+            check, rule = f.metadata["range"]
+            if not check(value):
+                key = f"{where}.{f.name}" if where else f.name
+                raise RecipeError(f"{key}: must be {rule}, got {value}")
 
 
 def _coerce(value: Any, hint: Any, key: str):

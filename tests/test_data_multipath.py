@@ -13,9 +13,9 @@ from ssp.data.labels import MATH_SUBDOMAINS
 from ssp.data.multipath import MultipathConfig, check_multipath_config, select_paths
 from ssp.data.rl_sets import RLSetConfig, check_rl_set_config
 from ssp.data.synthetic import make_splits
-from ssp.rewards._pool import WorkerStartError
 from ssp.rewards.code import LEETCODE_PRELUDE, CodeResult
 from ssp.rewards.math import MathResult
+from ssp.sandbox.pool import WorkerStartError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SFT = REPO / "recipes" / "demo" / "sft.yaml"
@@ -365,7 +365,7 @@ def test_a_failing_sandbox_stops_with_one_line_and_writes_nothing(tmp_path, teac
     assert main(["data", "multipath", recipe, "decontaminate.enabled=false"]) == 2
     err = capsys.readouterr().err
     assert (
-        "ssp: error: the code sandbox failed on 3 of 3 candidates (bwrap: No permissions); see docs/rewards.md" in err
+        "ssp: error: the code sandbox failed on 3 of 3 candidates (bwrap: No permissions); see docs/sandbox.md" in err
     )
     assert "Traceback" not in err and not (tmp_path / "out").exists()
 

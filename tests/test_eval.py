@@ -13,8 +13,8 @@ from ssp.evaluation.run import EvalSettings, SandboxFailure, run_eval
 from ssp.generation.backends import TransformersBackend
 from ssp.generation.parallel import chunk_seed
 from ssp.generation.sampling import Generations
-from ssp.rewards import sandbox
-from ssp.rewards._pool import TaskFailure, WorkerStartError
+from ssp.sandbox import host as sandbox
+from ssp.sandbox.pool import TaskFailure, WorkerStartError
 
 MATH_PROBLEMS = [("What is 1+2?", "3"), ("What is 5+5?", "10"), ("What is 2*3?", "6")]
 # n = 4 answers per problem: all right; one right and a wrong majority; three right, spelled three ways.
@@ -246,7 +246,7 @@ def test_a_sandbox_failure_stops_the_run_instead_of_scoring_zero(tmp_path, monke
             run_eval(EvalSettings(out=str(out), data_dir=data_dir, **common))
     assert str(error.value) == (
         "the code sandbox failed while scoring humaneval-T/add (zygote 3 died); nothing of this chunk was written, "
-        "so rerunning with the same --out resumes here (docs/rewards.md: the sandbox)"
+        "so rerunning with the same --out resumes here (docs/sandbox.md)"
     )
     assert len((out / "samples" / "aime25.jsonl").read_text().splitlines()) == 12
     assert (out / "samples" / "humaneval.jsonl").read_text() == ""
@@ -267,7 +267,7 @@ def test_a_sandbox_that_does_not_start_stops_the_run_before_the_model_loads(tmp_
     assert main([*args, "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == (
         "ssp: error: the code sandbox does not start (bubblewrap is not installed (apt-get install bubblewrap)); "
-        "code benchmarks need it (docs/rewards.md: the sandbox)\n"
+        "code benchmarks need it (docs/sandbox.md)\n"
     )
     assert not (tmp_path / "out").exists()
 
@@ -317,13 +317,15 @@ def test_a_malformed_row_stops_the_run_before_any_model_or_output(tmp_path, monk
 
 def test_cli_eval_errors_are_one_line(tmp_path, capsys):
     assert main(["eval", "--model", str(tmp_path / "missing"), "--benchmarks", "aime24"]) == 2
-    assert capsys.readouterr().err == f"ssp: error: model folder not found: {tmp_path / 'missing'}\n"
-    args = ["eval", "--model", str(tmp_path), "--benchmarks", "math500", "--since", "2024-01-01"]
+    assert capsys.readouterr().err == f"ssp: error: --model: model folder not found: {tmp_path / 'missing'}\n"
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    args = ["eval", "--model", str(model), "--benchmarks", "math500", "--since", "2024-01-01"]
     assert main(args) == 2
     assert "add lcb to --benchmarks" in capsys.readouterr().err
     assert (
-        main(["eval", "--model", str(tmp_path), "--benchmarks", "math500", "--n", "0", "--data-dir", str(tmp_path)])
-        == 2
+        main(["eval", "--model", str(model), "--benchmarks", "math500", "--n", "0", "--data-dir", str(tmp_path)]) == 2
     )
     assert capsys.readouterr().err == f"ssp: error: math500: file not found: {tmp_path}/math500/test.jsonl\n"
 

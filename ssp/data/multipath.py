@@ -33,7 +33,7 @@ from ssp.rewards.boxed import normalize_answer
 from ssp.rewards.code import LEETCODE_PRELUDE, check_programs
 from ssp.rewards.extract import last_boxed, last_code_block
 from ssp.rewards.math import check_answers
-from ssp.rewards.sandbox import get_sandbox
+from ssp.sandbox import get_sandbox
 
 REJECTIONS = ("too_long", "unparseable", "wrong", "unverifiable", "duplicate", "beyond_max_paths")
 CHECK_CHUNK = 512  # candidates per call to a checker (the progress bar moves after each)
@@ -171,7 +171,7 @@ def check_candidates(reward: str, problems: list[dict], texts: list[str]) -> lis
             detail = failures[0].message.splitlines()[0] if failures[0].message else "no detail"
             raise SandboxError(
                 f"the code sandbox failed on {len(failures)} of {len(results)} candidates ({detail}); "
-                "see docs/rewards.md for what it needs"
+                "see docs/sandbox.md for what it needs"
             )
         return [_code_status(result.status) for result in results]
     if reward == "math_verify":
@@ -198,7 +198,7 @@ def start_code_sandbox() -> None:
         get_sandbox()
     except (RuntimeError, OSError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        message = f"the code sandbox cannot start ({reason}); see docs/rewards.md for what it needs"
+        message = f"the code sandbox cannot start ({reason}); see docs/sandbox.md for what it needs"
         raise SandboxError(message) from None
 
 

@@ -23,18 +23,17 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ssp.config import RecipeError
+from ssp.config import RecipeError, check_model_path
 from ssp.data.benchmarks import benchmark_source, get_spec, load_benchmark
 from ssp.evaluation.report import benchmark_metrics, markdown_table, plot_pass_at_k
 from ssp.files import write_json, write_text
 from ssp.generation.backends import get_backend
 from ssp.generation.parallel import chunk_seed
 from ssp.generation.presets import resolve_sampling
-from ssp.models import looks_like_local_path
 from ssp.rewards.code import check_programs
 from ssp.rewards.extract import last_code_block
 from ssp.rewards.math import check_answers, extract_answer
-from ssp.rewards.sandbox import get_sandbox
+from ssp.sandbox import get_sandbox
 
 
 class SandboxFailure(RecipeError):
@@ -62,8 +61,7 @@ def run_eval(settings: EvalSettings) -> dict:
     """Evaluate one model on the benchmarks; returns (and writes) the results."""
     if not settings.benchmarks:
         raise RecipeError("no benchmarks given (e.g. --benchmarks aime24,math500)")
-    if looks_like_local_path(settings.model) and not Path(settings.model).expanduser().exists():
-        raise RecipeError(f"model folder not found: {settings.model}")
+    check_model_path(settings.model, "--model", require_config=True)
     specs = {name: get_spec(name) for name in settings.benchmarks}
     if (settings.since or settings.until) and "lcb" not in specs:
         raise RecipeError("--since/--until select LiveCodeBench problems by release date; add lcb to --benchmarks")
@@ -86,20 +84,22 @@ def run_eval(settings: EvalSettings) -> dict:
     _check_resumable(out, config)
     if any(spec.kind == "code" for spec in specs.values()):
         _start_sandbox()  # a broken sandbox should cost neither a model load nor a chunk of sampling
-    (out / "samples").mkdir(parents=True, exist_ok=True)
-    write_json(out / "eval_config.json", _merged_config(out, config))
-
     chunks, pending = {}, {}
     for name in specs:
         size = samplings[name].batch_size
         chunks[name] = [rows[name][i : i + size] for i in range(0, len(rows[name]), size)]
-        finished = _keep_finished_chunks(out / "samples" / f"{name}.jsonl", chunks[name], samplings[name].n)
+        samples = _read_samples(out / "samples" / f"{name}.jsonl")
+        finished = _finished_chunks(samples, chunks[name], samplings[name].n)
         pending[name] = [c for c in range(len(chunks[name])) if c not in finished]
     backend = None
-    if any(pending.values()):
+    if any(pending.values()):  # loaded before anything is written: a model that does not load leaves --out as it was
         backend = get_backend(
             settings.model, settings.backend, dtype=settings.dtype, tensor_parallel_size=settings.tensor_parallel_size
         )
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    write_json(out / "eval_config.json", _merged_config(out, config))
+    for name in specs:
+        _keep_finished_chunks(out / "samples" / f"{name}.jsonl", chunks[name], samplings[name].n)
     for name, spec in specs.items():
         sampling = samplings[name]
         path = out / "samples" / f"{name}.jsonl"
@@ -151,7 +151,7 @@ def score_chunk(kind: str, rows: list[dict], texts: list[list[str]]) -> list[lis
                 reason = (result.message.splitlines() or ["no detail"])[0][:200]
                 raise SandboxFailure(
                     f"the code sandbox failed while scoring {rows[i]['id']} ({reason}); nothing of this chunk was "
-                    f"written, so rerunning with the same --out resumes here (docs/rewards.md: the sandbox)"
+                    f"written, so rerunning with the same --out resumes here (docs/sandbox.md)"
                 )
         scores = [(result.passed, result.status) for result in results]
     by_row: list[list[tuple[bool, str]]] = [[] for _ in rows]
@@ -166,7 +166,7 @@ def _start_sandbox() -> None:
     except (RuntimeError, OSError, ValueError) as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise SandboxFailure(
-            f"the code sandbox does not start ({reason}); code benchmarks need it (docs/rewards.md: the sandbox)"
+            f"the code sandbox does not start ({reason}); code benchmarks need it (docs/sandbox.md)"
         ) from None
 
 
@@ -224,11 +224,16 @@ def _read_samples(path: Path) -> dict[str, list[dict]]:
     return {problem: [samples[j] for j in sorted(samples)] for problem, samples in by_id.items()}
 
 
+def _finished_chunks(samples: dict[str, list[dict]], chunks: list[list[dict]], n: int) -> set[int]:
+    """Indices of chunks whose every problem has n samples in `samples` (per problem id, `_read_samples`)."""
+    return {c for c, chunk in enumerate(chunks) if all(len(samples.get(row["id"], [])) == n for row in chunk)}
+
+
 def _keep_finished_chunks(path: Path, chunks: list[list[dict]], n: int) -> set[int]:
     """Indices of chunks whose every problem has n samples on file. The file is rewritten without the samples of
     unfinished chunks (they are generated again); samples of problems not in `chunks` are kept as they are."""
     samples = _read_samples(path)
-    finished = {c for c, chunk in enumerate(chunks) if all(len(samples.get(row["id"], [])) == n for row in chunk)}
+    finished = _finished_chunks(samples, chunks, n)
     kept = [record for c in sorted(finished) for row in chunks[c] for record in samples[row["id"]]]
     loaded = {row["id"] for chunk in chunks for row in chunk}
     kept += [record for problem, records in samples.items() if problem not in loaded for record in records]

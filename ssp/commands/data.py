@@ -1,0 +1,58 @@
+"""`ssp data multipath | rl | decontaminate`: the stages' training data (docs/data.md)."""
+
+from __future__ import annotations
+
+from ssp.config import load_recipe
+from ssp.data.decontaminate import DEFAULT_N, run_decontaminate
+from ssp.data.multipath import MultipathConfig, run_multipath
+from ssp.data.rl_sets import RLSetConfig, run_rl_set
+
+
+def add_arguments(parser, command: str) -> None:
+    commands = parser.add_subparsers(dest="data_command", required=True)
+    for name, help_text, example in (
+        ("multipath", "verified, diverse solution paths per problem (an SFT set)", "recipes/data/sft_math.yaml"),
+        ("rl", "prompt/answer (math) or prompt/tests (code) sets for ssp rl", "recipes/data/rl_math.yaml"),
+    ):
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("recipe", help=f"a data recipe YAML file, e.g. {example}")
+        command.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. output=x.jsonl")
+    clean = commands.add_parser(
+        "decontaminate",
+        help="drop rows sharing a normalised word n-gram with a benchmark",
+        description="Drop every input row whose text shares a normalised word n-gram with a benchmark problem.",
+    )
+    clean.add_argument("inputs", nargs="+", help="local .jsonl/.json/.parquet files or hub dataset ids")
+    clean.add_argument("--out", required=True, help="the kept rows (JSONL); the report goes to <stem>.report.json")
+    clean.add_argument("--field", default="problem", help="the column holding the text to compare (default: problem)")
+    clean.add_argument(
+        "--benchmarks", default="all", help="comma-separated benchmark names, or all / math / code (default: all)"
+    )
+    clean.add_argument(
+        "--data-dir",
+        help="benchmark files laid out like ../shared/data (default: the hub; leetcode and lcb have no hub copy)",
+    )
+    clean.add_argument("--n", type=int, default=DEFAULT_N, help=f"words per n-gram (default: {DEFAULT_N})")
+    clean.add_argument("--split", default="train", help="split of hub dataset inputs (default: train)")
+    clean.add_argument("--name", help="configuration of hub dataset inputs")
+    clean.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+
+def run(args) -> int:
+    if args.data_command == "multipath":
+        run_multipath(load_recipe(args.recipe, args.overrides, schema=MultipathConfig))
+    elif args.data_command == "rl":
+        run_rl_set(load_recipe(args.recipe, args.overrides, schema=RLSetConfig))
+    else:
+        run_decontaminate(
+            args.inputs,
+            args.out,
+            problem_field=args.field,
+            benchmarks=[name.strip() for name in args.benchmarks.split(",")],
+            data_dir=args.data_dir,
+            n=args.n,
+            split=args.split,
+            name=args.name,
+            overwrite=args.overwrite,
+        )
+    return 0
