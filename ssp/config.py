@@ -1,7 +1,8 @@
 """Recipes: YAML files mapped onto typed, nested dataclasses, with dotted `key=value` overrides.
 
-Loading is strict. An unknown key, a value of the wrong type or a missing local path raises `RecipeError`
-with a one-line message naming the key, before any output folder exists or any model is loaded.
+Loading is strict. An unknown key, a value of the wrong type or outside its range (the `metadata` of its field)
+or a missing local path raises `RecipeError` with a one-line message naming the key, before any output folder
+exists or any model is loaded.
 """
 
 from __future__ import annotations
@@ -15,11 +16,29 @@ from typing import Any, Literal
 import trl
 import yaml
 
-from ssp.coerce import RecipeError, apply_override, describe, from_dict
+from ssp.coerce import (
+    AT_LEAST_1,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    RecipeError,
+    apply_override,
+    check_ranges,
+    describe,
+    from_dict,
+)
 from ssp.files import write_text
 from ssp.models import looks_like_local_path
 from ssp.rewards import REWARDS
 from ssp.tiny_models import TinyModelSpec
+
+# Field ranges (ssp.coerce) beyond the shared ones.
+STEPS_OR_EPOCHS = {"range": (lambda value: value > 0 or value == -1, "positive, or -1 to use num_train_epochs")}
+TOP_K = {"range": (lambda value: value >= 0, ">= 0 (0: off)")}
+REPETITION_PENALTY = {"range": (lambda value: value > 0, "> 0 (1.0: off)")}
+DIFFICULTY = {"range": (lambda value: value in (1, 2, 3), "1, 2 or 3")}
+GROUP_SIZE = {"range": (lambda value: value >= 2, ">= 2 (GRPO compares the completions of a prompt)")}
 
 
 @dataclass
@@ -46,7 +65,7 @@ class DataSource:
     domain_map: dict[str, str] = field(default_factory=dict)  # raw label -> subdomain; unmapped labels are dropped
     domains: list[str] = field(default_factory=list)  # keep only these subdomains (empty: all)
     reward: str = "boxed_match"  # the correctness reward (a name in ssp.rewards.REWARDS) that scores these rows
-    limit: int | None = None  # at most this many problems per subdomain
+    limit: int | None = field(default=None, metadata=AT_LEAST_1)  # at most this many problems per subdomain
     prompt_template: str | None = None  # these rows' user turn ({problem} replaced); None: data.prompt_template
     data_dir: str | None = None  # `path: benchmark:<name>` sources: files laid out like ../shared/data; None: hub
 
@@ -56,11 +75,11 @@ class TaskConfig:
     """The embedded synthetic reasoning task (ssp.data.synthetic), generated deterministically from `seed`."""
 
     seed: int = 0
-    difficulty: int = 1  # 1: single-digit operands; 2 and 3 widen the ranges
+    difficulty: int = field(default=1, metadata=DIFFICULTY)  # 1: single-digit operands; 2 and 3 widen the ranges
     domains: list[str] = field(default_factory=lambda: ["arithmetic", "linear", "modular", "sequence"])
-    train_size: int = 2000  # problems, split evenly over the domains
-    probe_size: int = 32  # problems per domain
-    test_size: int = 50  # problems per domain
+    train_size: int = field(default=2000, metadata=AT_LEAST_1)  # problems, split evenly over the domains
+    probe_size: int = field(default=32, metadata=AT_LEAST_1)  # problems per domain
+    test_size: int = field(default=50, metadata=AT_LEAST_1)  # problems per domain
 
 
 @dataclass
@@ -68,7 +87,8 @@ class DataConfig:
     train: list[DataSource] = field(default_factory=lambda: [DataSource(split="train")])
     probe: list[DataSource] = field(default_factory=lambda: [DataSource(split="probe")])
     test: list[DataSource] = field(default_factory=lambda: [DataSource(split="test")])
-    paths_per_problem: int = 2  # solution paths per problem used for SFT; 1 is the single-path ablation
+    # solution paths per problem used for SFT; 1 is the single-path ablation
+    paths_per_problem: int = field(default=2, metadata=AT_LEAST_1)
     prompt_template: str = "{problem}"  # the user turn; `{problem}` is replaced by the problem text
     system_prompt: str | None = None
 
@@ -78,8 +98,8 @@ class ContextConfig:
     """The model's context, set once: written into the initial model's config (OUT/base), so every checkpoint, the
     merged model, TRL's vLLM engine, RL and evaluation see the same positions and RoPE. None keeps the model's."""
 
-    max_position_embeddings: int | None = None
-    rope_theta: float | None = None
+    max_position_embeddings: int | None = field(default=None, metadata=AT_LEAST_1)
+    rope_theta: float | None = field(default=None, metadata=POSITIVE)
     # e.g. {rope_type: yarn, factor: 4.0, original_max_position_embeddings: 4096}
     rope_scaling: dict[str, Any] | None = None
 
@@ -98,17 +118,18 @@ class ModelConfig:
 class SFTSection:
     """Multi-path SFT on TRL's SFTTrainer. Keys not listed here go to TRL through `trl`."""
 
-    max_steps: int = 500  # -1: train for `num_train_epochs`
-    num_train_epochs: float = 1.0
-    learning_rate: float = 3e-3
+    max_steps: int = field(default=500, metadata=STEPS_OR_EPOCHS)  # -1: train for `num_train_epochs`
+    num_train_epochs: float = field(default=1.0, metadata=POSITIVE)
+    learning_rate: float = field(default=3e-3, metadata=NON_NEGATIVE)
     lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    per_device_train_batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    max_length: int = 256
-    save_every: int = 100  # a checkpoint every this many optimizer steps (and at the end) into checkpoints/step-N
-    logging_steps: int = 10
+    warmup_ratio: float = field(default=0.05, metadata=FRACTION)
+    weight_decay: float = field(default=0.0, metadata=NON_NEGATIVE)
+    per_device_train_batch_size: int = field(default=64, metadata=AT_LEAST_1)
+    gradient_accumulation_steps: int = field(default=1, metadata=AT_LEAST_1)
+    max_length: int = field(default=256, metadata=AT_LEAST_1)
+    # a checkpoint every this many optimizer steps (and at the end) into checkpoints/step-N
+    save_every: int = field(default=100, metadata=AT_LEAST_1)
+    logging_steps: int = field(default=10, metadata=AT_LEAST_1)
     bf16: bool | None = None  # None: on when the device supports it
     gradient_checkpointing: bool = False
     report_to: list[str] = field(default_factory=list)  # e.g. [wandb]
@@ -118,13 +139,13 @@ class SFTSection:
 
 @dataclass
 class SamplingConfig:
-    n: int = 8  # samples per problem
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0  # 0: off
-    max_new_tokens: int = 64
-    batch_size: int = 64  # prompts per generate call (each with n return sequences)
-    repetition_penalty: float = 1.0  # 1.0: off
+    n: int = field(default=8, metadata=AT_LEAST_1)  # samples per problem
+    temperature: float = field(default=1.0, metadata=NON_NEGATIVE)  # 0: greedy
+    top_p: float = field(default=1.0, metadata=PROBABILITY)
+    top_k: int = field(default=0, metadata=TOP_K)
+    max_new_tokens: int = field(default=64, metadata=AT_LEAST_1)
+    batch_size: int = field(default=64, metadata=AT_LEAST_1)  # prompts per generate call, n sequences each
+    repetition_penalty: float = field(default=1.0, metadata=REPETITION_PENALTY)
 
 
 Backend = Literal["auto", "transformers", "vllm"]  # auto: vLLM when it is importable and a GPU is present
@@ -180,21 +201,22 @@ class RLSection:
     # reward name -> weight. Each data source's `reward` must be among them: it is the row's correctness reward,
     # whose group accuracy p drives the MGPO weight.
     rewards: dict[str, float] = field(default_factory=lambda: {"boxed_match": 1.0})
-    mgpo_lambda: float = 1.0  # 0: plain GRPO
-    max_steps: int = 100
-    learning_rate: float = 5e-5
+    mgpo_lambda: float = field(default=1.0, metadata=NON_NEGATIVE)  # 0: plain GRPO
+    max_steps: int = field(default=100, metadata=AT_LEAST_1)
+    learning_rate: float = field(default=5e-5, metadata=NON_NEGATIVE)
     lr_scheduler_type: str = "constant"
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
-    per_device_train_batch_size: int = 64  # completions (prompts x num_generations) per device and step
-    gradient_accumulation_steps: int = 1
-    num_generations: int = 8  # G, completions per prompt
-    max_completion_length: int = 64
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0  # 0: off
-    beta: float = 0.0  # KL coefficient; the report's objective has no KL term
-    epsilon: float = 0.2  # clip range
+    warmup_ratio: float = field(default=0.0, metadata=FRACTION)
+    weight_decay: float = field(default=0.0, metadata=NON_NEGATIVE)
+    # completions (prompts x num_generations) per device and step
+    per_device_train_batch_size: int = field(default=64, metadata=AT_LEAST_1)
+    gradient_accumulation_steps: int = field(default=1, metadata=AT_LEAST_1)
+    num_generations: int = field(default=8, metadata=GROUP_SIZE)  # G, completions per prompt
+    max_completion_length: int = field(default=64, metadata=AT_LEAST_1)
+    temperature: float = field(default=1.0, metadata=POSITIVE)  # GRPO samples: no greedy decoding
+    top_p: float = field(default=1.0, metadata=PROBABILITY)
+    top_k: int = field(default=0, metadata=TOP_K)
+    beta: float = field(default=0.0, metadata=NON_NEGATIVE)  # KL coefficient; the report's objective has no KL term
+    epsilon: float = field(default=0.2, metadata=POSITIVE)  # clip range
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"] = "grpo"
     scale_rewards: Literal["group", "batch", "none"] = "group"
     mask_truncated_completions: bool = False
@@ -202,8 +224,9 @@ class RLSection:
     vllm_mode: Literal["colocate", "server"] = "colocate"
     bf16: bool | None = None  # None: on when the device supports it
     gradient_checkpointing: bool = False
-    logging_steps: int = 10
-    save_every: int | None = None  # intermediate checkpoints within a stage; the final model is always saved
+    logging_steps: int = field(default=10, metadata=AT_LEAST_1)
+    # intermediate checkpoints within a stage; the final model is always saved
+    save_every: int | None = field(default=None, metadata=AT_LEAST_1)  # a resumable state every N steps (ssp.resume)
     report_to: list[str] = field(default_factory=list)
     deepspeed: str | None = None
     trl: dict[str, Any] = field(default_factory=dict)  # any other trl.GRPOConfig field, passed through
@@ -217,7 +240,7 @@ class Recipe:
     overwrite: bool = False  # allow writing into an output_dir that already holds files
     # How long a process waits at a collective (a barrier, a gather) before the launch fails. Probing and evaluation
     # are spread over every process, so waits are short; the margin covers the main process's saving and merging.
-    distributed_timeout_minutes: float = 120.0
+    distributed_timeout_minutes: float = field(default=120.0, metadata=POSITIVE)
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -257,8 +280,6 @@ def validate(recipe, check_files: bool = True) -> None:
     if check_files:
         check_model_path(recipe.model.name_or_path, "model.name_or_path", allow_tiny=True)
     data = recipe.data
-    if data.paths_per_problem < 1:
-        raise RecipeError(f"data.paths_per_problem: must be >= 1, got {data.paths_per_problem}")
     if "{problem}" not in data.prompt_template:
         raise RecipeError("data.prompt_template: must contain {problem}")
     for split in ("train", "probe", "test"):
@@ -267,35 +288,26 @@ def validate(recipe, check_files: bool = True) -> None:
             raise RecipeError(f"data.{split}: at least one source is required")
         for i, source in enumerate(sources):
             check_source(source, f"data.{split}.{i}", check_files)
-    task = recipe.task
-    if task.difficulty not in (1, 2, 3):
-        raise RecipeError(f"task.difficulty: must be 1, 2 or 3, got {task.difficulty}")
-    for name in ("train_size", "probe_size", "test_size"):
-        if getattr(task, name) < 1:
-            raise RecipeError(f"task.{name}: must be >= 1")
-    _check_sampling(recipe.probe.sampling, recipe.probe.ks, "probe")
-    _check_sampling(recipe.eval.sampling, recipe.eval.ks, "eval")
+    _check_ks(recipe.probe.sampling, recipe.probe.ks, "probe")
+    _check_ks(recipe.eval.sampling, recipe.eval.ks, "eval")
     if recipe.fusion.metric == "pass@k" and recipe.fusion.k not in recipe.probe.ks:
         raise RecipeError(f"fusion.k: {recipe.fusion.k} is not among probe.ks {recipe.probe.ks}")
+    if recipe.fusion.metric == "pass@1" and 1 not in recipe.probe.ks:
+        raise RecipeError(f"fusion.metric: pass@1 is probed only when probe.ks holds 1, got {recipe.probe.ks}")
     for domain, weight in recipe.fusion.weights.items():
         if weight < 0:
             raise RecipeError(f"fusion.weights.{domain}: must be >= 0, got {weight}")
     if recipe.fusion.weights and sum(recipe.fusion.weights.values()) <= 0:
         raise RecipeError("fusion.weights: at least one weight must be positive")
     sft = recipe.sft
-    if not 0 <= sft.warmup_ratio < 1:
-        raise RecipeError(f"sft.warmup_ratio: must be in [0, 1), got {sft.warmup_ratio}")
-    if sft.save_every < 1:
-        raise RecipeError(f"sft.save_every: must be >= 1, got {sft.save_every}")
-    if sft.max_steps == 0 or sft.max_steps < -1:
-        raise RecipeError(f"sft.max_steps: must be positive, or -1 to use num_train_epochs, got {sft.max_steps}")
     if check_files and sft.deepspeed and not Path(sft.deepspeed).is_file():
         raise RecipeError(f"sft.deepspeed: file not found: {sft.deepspeed}")
     _check_trl_keys(sft.trl, "sft.trl", "SFTConfig")
     resolve_stages(recipe.rl, check_files)
-    if recipe.distributed_timeout_minutes <= 0:
-        raise RecipeError(f"distributed_timeout_minutes: must be > 0, got {recipe.distributed_timeout_minutes}")
     _check_context(recipe.model.context)
+    for device, price in recipe.cost.prices.items():
+        if price < 0:
+            raise RecipeError(f"cost.prices.{device}: must be >= 0, got {price}")
     if recipe.cost.device_type != "auto" and recipe.cost.device_type not in recipe.cost.prices:
         raise RecipeError(f"cost.device_type: no price for {recipe.cost.device_type!r} in cost.prices")
 
@@ -311,8 +323,6 @@ def check_source(source: DataSource, key: str, check_files: bool = True) -> None
             raise RecipeError(f"{key}.data_dir: folder not found: {source.data_dir}")
     elif check_files and looks_like_local_path(source.path) and not Path(source.path).expanduser().exists():
         raise RecipeError(f"{key}.path: file not found: {source.path}")
-    if source.limit is not None and source.limit < 1:
-        raise RecipeError(f"{key}.limit: must be >= 1, got {source.limit}")
     if source.prompt_template is not None and "{problem}" not in source.prompt_template:
         raise RecipeError(f"{key}.prompt_template: must contain {{problem}}")
 
@@ -358,14 +368,6 @@ def _check_rl(rl: RLSection, key: str, check_files: bool = True) -> None:
             raise RecipeError(f"{key}.rewards: unknown reward {name!r} (known: {', '.join(REWARDS)})")
         if weight < 0:
             raise RecipeError(f"{key}.rewards.{name}: weight must be >= 0, got {weight}")
-    if rl.mgpo_lambda < 0:
-        raise RecipeError(f"{key}.mgpo_lambda: must be >= 0, got {rl.mgpo_lambda}")
-    if rl.num_generations < 2:
-        raise RecipeError(f"{key}.num_generations: GRPO needs at least 2 completions per prompt")
-    if rl.max_steps < 1:
-        raise RecipeError(f"{key}.max_steps: must be >= 1, got {rl.max_steps}")
-    if not 0 <= rl.warmup_ratio < 1:
-        raise RecipeError(f"{key}.warmup_ratio: must be in [0, 1), got {rl.warmup_ratio}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     completions = rl.per_device_train_batch_size * rl.gradient_accumulation_steps * world
     if completions % rl.num_generations:
@@ -386,40 +388,30 @@ def _check_rl(rl: RLSection, key: str, check_files: bool = True) -> None:
 
 
 def _check_context(context: ContextConfig) -> None:
-    if context.max_position_embeddings is not None and context.max_position_embeddings < 1:
-        positions = context.max_position_embeddings
-        raise RecipeError(f"model.context.max_position_embeddings: must be >= 1, got {positions}")
-    if context.rope_theta is not None and context.rope_theta <= 0:
-        raise RecipeError(f"model.context.rope_theta: must be > 0, got {context.rope_theta}")
     if context.rope_scaling is not None and "rope_type" not in context.rope_scaling:
         raise RecipeError("model.context.rope_scaling: needs a rope_type (e.g. yarn, linear, dynamic)")
 
 
-def check_model_path(name_or_path: str, key: str, allow_tiny: bool = False) -> None:
-    if allow_tiny and name_or_path == "tiny":
+def check_model_path(name_or_path: str, key: str, allow_tiny: bool = False, require_config: bool = False) -> None:
+    """A hub id passes (it is checked when it loads); a local path must exist and, with `require_config`, be a
+    model folder. `require_config=False` also accepts a folder holding only a tokenizer."""
+    if (allow_tiny and name_or_path == "tiny") or not looks_like_local_path(name_or_path):
         return
-    if looks_like_local_path(name_or_path) and not Path(name_or_path).expanduser().exists():
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
         raise RecipeError(f"{key}: model folder not found: {name_or_path}")
+    # A spectrum run folder stands for its merged model (`ssp rl` starts from it).
+    if require_config and not (path / "config.json").is_file() and not (path / "spectrum" / "config.json").is_file():
+        raise RecipeError(f"{key}: {name_or_path} is not a model folder (no config.json)")
 
 
 def check_sampling(sampling: SamplingConfig, where: str = "sampling") -> None:
-    """Sane sampling values; `where` names the section in the error (`eval.sampling`, or `sampling` on the CLI)."""
-    rules = {
-        "n": (sampling.n >= 1, ">= 1"),
-        "temperature": (sampling.temperature >= 0, ">= 0"),
-        "top_p": (0 < sampling.top_p <= 1, "in (0, 1]"),
-        "top_k": (sampling.top_k >= 0, ">= 0 (0: off)"),
-        "max_new_tokens": (sampling.max_new_tokens >= 1, ">= 1"),
-        "batch_size": (sampling.batch_size >= 1, ">= 1"),
-        "repetition_penalty": (sampling.repetition_penalty > 0, "> 0 (1.0: off)"),
-    }
-    for name, (ok, rule) in rules.items():
-        if not ok:
-            raise RecipeError(f"{where}.{name}: must be {rule}, got {getattr(sampling, name)}")
+    """Sampling values in their ranges, for settings not loaded from a recipe (presets with CLI overrides); `where`
+    names the section in the error."""
+    check_ranges(sampling, where)
 
 
-def _check_sampling(sampling: SamplingConfig, ks: list[int], section: str) -> None:
-    check_sampling(sampling, f"{section}.sampling")
+def _check_ks(sampling: SamplingConfig, ks: list[int], section: str) -> None:
     if not ks:
         raise RecipeError(f"{section}.ks: at least one k is required")
     for k in ks:

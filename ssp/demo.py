@@ -19,15 +19,17 @@ from ssp.spectrum.run import run_spectrum
 RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "demo"
 
 
-def clear_demo_folder(out: Path) -> None:
-    """Replace an earlier demo run; refuse to delete a folder that is not one."""
+def check_demo_folder(out: Path, overwrite: bool) -> None:
+    """An earlier demo run in `out` is resumed (each stage continues where it stopped), or deleted with
+    `overwrite`; a folder that is not a demo run is refused."""
     if not out.exists():
         return
     if not out.is_dir() or (
         any(out.iterdir()) and not (out / "sft").is_dir() and not (out / "summary.json").is_file()
     ):
         raise RecipeError(f"--out {out}: holds files that are not an ssp demo run; choose another folder")
-    shutil.rmtree(out)
+    if overwrite:
+        shutil.rmtree(out)
 
 
 def _metrics(entry: dict, ks: list[int]) -> dict:
@@ -91,7 +93,14 @@ def summary_table(summary: dict) -> list[str]:
     return table_lines(header, rows)
 
 
-def run_demo(out: str | Path, seed: int = 0, sft_overrides: list[str] = (), rl_overrides: list[str] = ()) -> dict:
+def run_demo(
+    out: str | Path,
+    seed: int = 0,
+    sft_overrides: list[str] = (),
+    rl_overrides: list[str] = (),
+    overwrite: bool = False,
+) -> dict:
+    """The demo into `out`; rerun on the same folder it resumes an interrupted demo (`overwrite` starts over)."""
     out = Path(out)
     # `seed` drives model initialisation, data order and sampling; the task itself (task.seed) stays fixed, so
     # every seed is scored on the same test problems.
@@ -104,7 +113,7 @@ def run_demo(out: str | Path, seed: int = 0, sft_overrides: list[str] = (), rl_o
     shared_eval = all(getattr(sft.eval, key) == getattr(rl.eval, key) for key in ("sampling", "ks", "greedy"))
     if not shared_eval or sft.task != rl.task or sft.data.test != rl.data.test:
         raise RecipeError("demo recipes: sft.yaml and rl.yaml must share eval, task and data.test to be comparable")
-    clear_demo_folder(out)  # only after both recipes validated
+    check_demo_folder(out, overwrite)  # only after both recipes validated
     run_spectrum(sft)
     run_signal(dataclasses.replace(rl, model=dataclasses.replace(rl.model, name_or_path=str(out / "sft"))))
     summary = build_summary(out / "sft", out / "rl", rl.eval.ks, seed)

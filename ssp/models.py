@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+from ssp.files import replace_dir, staging_path
+
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
@@ -148,15 +150,13 @@ def prepare_initial_model(source: str | Path, target: str | Path, *, context: di
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     # Written beside the target and moved into place: `source` may be `target`, whose weights are still mapped.
     target = Path(target)
-    staging = target.with_name(target.name + ".writing")
+    staging = staging_path(target)
     if staging.exists():
         shutil.rmtree(staging)
     model.save_pretrained(str(staging))
     tokenizer.save_pretrained(str(staging))
     del model
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
+    replace_dir(staging, target)
     return True
 
 

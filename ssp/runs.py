@@ -1,10 +1,13 @@
-"""The run folder: refuse to clobber an earlier run, write the resolved recipe, JSON helpers."""
+"""The run folder (resume an earlier run of the same recipe, refuse anything else), the launch's process group, and
+the initial model on disk."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import string
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +16,9 @@ from accelerate import PartialState
 from transformers import AutoConfig, TrainingArguments
 
 from ssp.config import RecipeError, dump_recipe
+from ssp.files import staged_dir
 from ssp.models import prepare_initial_model
+from ssp.resume import check_same_recipe
 from ssp.tiny_models import build_tiny_model
 
 
@@ -69,25 +74,43 @@ def release_distributed() -> None:
         torch.distributed.destroy_process_group()
 
 
-def check_output_dir(output_dir: str, overwrite: bool) -> None:
-    """An output folder that already holds files is an error unless the recipe says `overwrite: true`."""
-    path = Path(output_dir)
+def check_output_dir(recipe) -> bool:
+    """Whether `recipe.output_dir` resumes an earlier run (`ssp.resume`). Refused: a path that is not a folder, a
+    folder that cannot be written, a folder holding files that are not an ssp run, and (unless `overwrite: true`)
+    an earlier run of a different recipe."""
+    path = Path(recipe.output_dir)
     if path.exists() and not path.is_dir():
-        raise RecipeError(f"output_dir: {output_dir} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise RecipeError(f"output_dir: {output_dir} already holds files; choose another or pass overwrite=true")
+        raise RecipeError(f"output_dir: {path} exists and is not a folder")
+    existing = next(parent for parent in (path, *path.parents) if parent.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RecipeError(f"output_dir: {path} cannot be written (no write permission on {existing})")
+    if not path.is_dir() or not any(path.iterdir()):
+        return False
+    if not (path / "recipe.yaml").is_file():
+        raise RecipeError(f"output_dir: {path} holds files that are not an ssp run; choose another folder")
+    if recipe.overwrite:
+        return False
+    check_same_recipe(recipe, path)
+    return True
 
 
-def prepare_output_dir(recipe, state: PartialState) -> Path:
-    """Create the run folder and write `recipe.yaml` once every process has passed the pre-flight checks."""
-    check_output_dir(recipe.output_dir, recipe.overwrite)
+def prepare_output_dir(recipe, state: PartialState) -> tuple[Path, bool]:
+    """The run folder, and whether the run resumes: an earlier run of the same recipe is continued, and
+    `overwrite: true` deletes an earlier run first. `recipe.yaml` is written once every process has passed the
+    pre-flight checks."""
+    resuming = check_output_dir(recipe)
     state.wait_for_everyone()  # no process may see a folder another one just created as "an earlier run"
     out = Path(recipe.output_dir)
     if state.is_main_process:
+        if recipe.overwrite and (out / "recipe.yaml").is_file():
+            shutil.rmtree(out)  # a result must come only from the run that wrote it
         out.mkdir(parents=True, exist_ok=True)
-        dump_recipe(recipe, out / "recipe.yaml")
+        if resuming:
+            print(f"resuming the run in {out} (same recipe; overwrite=true starts over)", file=sys.stderr)
+        else:
+            dump_recipe(recipe, out / "recipe.yaml")
     state.wait_for_everyone()
-    return out
+    return out, resuming
 
 
 def tiny_model_texts(rows: list[dict], prompt_template: str, system_prompt: str | None) -> list[str]:
@@ -133,13 +156,17 @@ def materialize_base_model(recipe, rows: list[dict], out: Path, state: PartialSt
     (`ssp.models.prepare_initial_model`); otherwise `source` itself (by default the recipe's model)."""
     source = source or recipe.model.name_or_path
     base = out / "base"
-    if state.is_main_process:
+    if state.is_main_process and not (base / "config.json").is_file():  # complete when present (written staged)
         if source == "tiny":
             texts = tiny_model_texts(rows, recipe.data.prompt_template, recipe.data.system_prompt)
-            build_tiny_model(base, texts, recipe.model.tiny, recipe.seed)
-            source = str(base)
-        prepare_initial_model(
-            source, base, context=model_context_overrides(recipe), chat_template=recipe.model.chat_template
-        )
+            with staged_dir(base) as staging:
+                build_tiny_model(staging, texts, recipe.model.tiny, recipe.seed)
+                prepare_initial_model(
+                    staging, staging, context=model_context_overrides(recipe), chat_template=recipe.model.chat_template
+                )
+        else:
+            prepare_initial_model(
+                source, base, context=model_context_overrides(recipe), chat_template=recipe.model.chat_template
+            )
     state.wait_for_everyone()
     return str(base) if (base / "config.json").is_file() else source

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -150,12 +151,31 @@ def test_malformed_data_row_stops_before_the_run_folder(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_existing_run_folder_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize("extra", [[], ["overwrite=true"]])
+def test_a_folder_that_is_not_an_ssp_run_is_refused_even_with_overwrite(extra, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "probe.json").write_text("{}")
-    assert main(["sft", str(DEMO), f"output_dir={out}"]) == 2
-    assert "already holds files" in capsys.readouterr().err
+    (out / "notes.txt").write_text("keep me")
+    assert main(["sft", str(DEMO), f"output_dir={out}", *extra]) == 2
+    assert f"output_dir: {out} holds files that are not an ssp run; choose another folder" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused(tmp_path, capsys, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):  # root may write anywhere: let the check see what a normal user would
+        real_access = os.access
+        monkeypatch.setattr("ssp.runs.os.access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    try:
+        assert main(["sft", str(DEMO), f"output_dir={locked / 'run'}"]) == 2
+        err = capsys.readouterr().err
+        expected = f"ssp: error: output_dir: {locked / 'run'} cannot be written (no write permission on {locked})"
+        assert err.strip().splitlines()[-1] == expected and "Traceback" not in err  # after the demo's budget warning
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
 
 
 def test_python_dash_m_is_the_same_cli(tmp_path):

@@ -6,9 +6,17 @@ from ssp.config import CostConfig, RecipeError
 from ssp.cost import CostMeter, detect_device, resolve_price
 
 
-def test_cpu_is_detected_and_priced():
+def test_cpu_is_detected_and_priced(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert detect_device() == ("cpu", 1)
     assert resolve_price(CostConfig()) == ("cpu", 1, 0.1)
+    # a CPU launch counts machines, not processes: 2 machines of 1 process, then 1 machine of 2
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert detect_device() == ("cpu", 2)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert detect_device() == ("cpu", 1)
 
 
 def test_explicit_device_type_uses_its_price():

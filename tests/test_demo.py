@@ -1,13 +1,15 @@
 """`ssp demo` end to end at a reduced size: the summary's shape, its sums, and the same numbers twice."""
 
 import json
+import signal
 
 import pytest
+from test_resume import ssp_run
 from test_spectrum_run import SMALL as SMALL_SFT
 
 from ssp.cli import main
 from ssp.config import RecipeError
-from ssp.demo import clear_demo_folder, run_demo
+from ssp.demo import check_demo_folder, run_demo
 
 SMALL_RL = ["eval.base=true", "rl.max_steps=2", "rl.per_device_train_batch_size=8", "rl.num_generations=4",
             "rl.max_completion_length=16", "eval.sampling.n=4", "eval.sampling.max_new_tokens=16", "eval.ks=[1,4]",
@@ -63,7 +65,22 @@ def test_same_seed_gives_the_same_metrics(two_runs):
 def test_demo_refuses_a_folder_that_is_not_a_demo_run(tmp_path, capsys):
     (tmp_path / "precious.txt").write_text("keep me")
     with pytest.raises(RecipeError, match="holds files that are not an ssp demo run"):
-        clear_demo_folder(tmp_path)
+        check_demo_folder(tmp_path, overwrite=True)
     assert main(["demo", "--out", str(tmp_path)]) == 2
     assert "not an ssp demo run" in capsys.readouterr().err
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.slow
+def test_a_killed_demo_resumes_to_the_same_summary(two_runs, tmp_path):
+    """`ssp demo` killed inside its RL stage (after the spectrum run finished), rerun: the same table."""
+    (reference, _), _ = two_runs
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), *[f"--sft={o}" for o in SMALL_SFT], *[f"--rl={o}" for o in SMALL_RL]]
+    code, _ = ssp_run(tmp_path / "killed.json", *args, point="step", n=7)  # SFT has 6 steps: RL's first
+    assert (
+        code == -signal.SIGKILL and (out / "sft" / "eval.json").is_file() and not (out / "rl" / "signal.json").exists()
+    )
+    _, resumed = ssp_run(tmp_path / "resumed.json", *args)
+    assert resumed["step"] == 2 and "probe" not in resumed  # RL from its start; nothing of the spectrum run again
+    assert metrics_only(json.loads((out / "summary.json").read_text())) == metrics_only(reference)

@@ -8,6 +8,9 @@ alone writes the results.
 from __future__ import annotations
 
 import gc
+import shutil
+import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,10 +22,11 @@ from ssp.config import RecipeError, RLSection, resolve_stages
 from ssp.cost import CostMeter
 from ssp.data.loading import chat_prompt, load_split
 from ssp.evaluation.evaluate import evaluate_models
-from ssp.files import write_json
+from ssp.files import read_json, replace_dir, staging_path, write_json
 from ssp.generation.backends import vllm_available
 from ssp.generation.vllm_cpu import prepare_vllm_cpu
 from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer, stop_token_ids
+from ssp.resume import TrainingCheckpoints, discard_partial_saves, latest_state, read_extra_state, step_of
 from ssp.rewards import get_reward
 from ssp.runs import (
     checkpointing_args,
@@ -131,7 +135,7 @@ def build_grpo_config(
         logging_steps=rl.logging_steps,
         save_strategy="steps" if rl.save_every else "no",
         save_steps=rl.save_every or 500,
-        save_only_model=True,
+        save_only_model=False,  # the optimizer, scheduler and RNG states too: a killed stage resumes (ssp.resume)
         report_to=rl.report_to or "none",
         run_name=run_name,
         deepspeed=rl.deepspeed,
@@ -143,8 +147,72 @@ def build_grpo_config(
     )
 
 
+def token_counters(trainer: MGPOTrainer) -> dict:
+    return {"tokens_generated": trainer.tokens_generated, "tokens_trained": trainer.tokens_trained}
+
+
+def train_stage(
+    recipe, name: str, rl: RLSection, rows: list[dict], model_path: str, out: Path, meter: CostMeter
+) -> dict:
+    """One curriculum stage's GRPO with MGPO weighting from `model_path` into OUT/stages/<name>/model (written
+    staged, so it is complete when present), resumed from the stage's newest training state (`save_every`) when an
+    interrupted run left one. Returns the stage's metrics, also written to OUT/stages/<name>/metrics.json."""
+    state = distributed_state()
+    stage_dir = out / "stages" / name
+    if state.is_main_process:
+        discard_partial_saves(stage_dir / "checkpoints")
+    state.wait_for_everyone()
+    resume_from = latest_state(stage_dir / "checkpoints")
+    tokenizer = load_tokenizer(model_path)
+    model = load_model(model_path, recipe.model.dtype)
+    parameters = count_parameters(model)  # before ZeRO-3 partitions the parameters
+    if uses_vllm(rl) and not torch.cuda.is_available():
+        prepare_vllm_cpu()  # vLLM's CPU build; see ssp.generation.vllm_cpu
+    args = build_grpo_config(rl, stage_dir, f"{Path(recipe.output_dir).name}-{name}", recipe.seed,
+                             recipe.distributed_timeout_minutes, model_path)  # fmt: skip
+    trainer = MGPOTrainer(
+        model=model,
+        reward_funcs=[get_reward(reward) for reward in rl.rewards],
+        args=args,
+        train_dataset=rl_dataset(rows, recipe.data.system_prompt),
+        processing_class=tokenizer,
+        mgpo_lambda=rl.mgpo_lambda,
+    )
+
+    # The token counters live on the trainer, not in transformers' state: they travel with each training state.
+    trainer.add_callback(
+        TrainingCheckpoints(state, extra_state=partial(token_counters, trainer), after_save=meter.save)
+    )
+    if resume_from is not None:
+        vars(trainer).update(read_extra_state(resume_from))
+        if state.is_main_process:
+            print(f"resuming RL stage {name} from {resume_from} (step {step_of(resume_from.name)})", file=sys.stderr)
+    with meter.phase(f"train:{name}"):
+        trainer.train(resume_from_checkpoint=None if resume_from is None else str(resume_from))
+    target = stage_dir / "model"
+    trainer.save_model(str(staging_path(target)))  # every process takes part under DeepSpeed
+    metrics = {"log_history": trainer.state.log_history, **token_counters(trainer), "parameters": parameters}
+    metrics.update(processes=trainer.accelerator.num_processes,
+                   distributed_type=trainer.accelerator.distributed_type.name)  # fmt: skip
+    trainer.accelerator.free_memory()
+    del trainer, model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    state.wait_for_everyone()
+    if state.is_main_process:
+        tokenizer.save_pretrained(str(staging_path(target)))
+        replace_dir(staging_path(target), target)
+        write_json(stage_dir / "metrics.json", metrics)
+        for training_state in (stage_dir / "checkpoints").glob("state-*"):  # the stage is done: not needed
+            shutil.rmtree(training_state)
+    state.wait_for_everyone()  # the model is on disk before every process loads it
+    return metrics
+
+
 def run_signal(recipe) -> dict | None:
-    """Run the signal stage; returns the summary on the main process, None on the others."""
+    """Run the signal stage; returns the summary on the main process, None on the others. Rerun on the same output
+    folder, it continues an interrupted run: finished stages are skipped, the current one resumes (`ssp.resume`)."""
     state = distributed_state(recipe.distributed_timeout_minutes)
     meter = CostMeter.from_config(recipe.cost)
     stages = resolve_stages(recipe.rl)
@@ -156,63 +224,44 @@ def run_signal(recipe) -> dict | None:
     test_rows = load_split(data.test, recipe.task, "data.test", data.prompt_template)
     initial = resolve_initial_model(recipe.model.name_or_path)
     check_context_budget(recipe, stages, planned_positions(recipe, initial))
-    out = prepare_output_dir(recipe, state)
+    out, _ = prepare_output_dir(recipe, state)
+    if state.is_main_process:
+        meter.resume(out / "cost.json")
     # The initial model with the recipe's context and stop tokens in its files (TRL's vLLM engine reads them there).
     model_path = materialize_base_model(recipe, stage_rows[stages[0][0]], out, state, source=initial)
 
-    def evaluate(label: str, path: str) -> dict:
-        entry = evaluate_models({label: Path(path)}, test_rows, recipe.eval, data.system_prompt, recipe.seed)[label]
+    def evaluate(label: str, path: str, record: Path) -> dict:
+        """The test-split evaluation of one model, written to `record`; one an interrupted run wrote is reused."""
+        if record.is_file():
+            entry = read_json(record)
+        else:
+            with meter.phase("eval" if label == "initial" else f"eval:{label}"):
+                entry = evaluate_models({label: Path(path)}, test_rows, recipe.eval, data.system_prompt,
+                                        recipe.seed)[label]  # fmt: skip
+                if state.is_main_process:
+                    write_json(record, entry)
         meter.add_generation(entry["tokens_generated"], meter.parameters)
         return entry
 
     evaluations: dict[str, dict] = {}
     if recipe.eval.base:
-        with meter.phase("eval"):
-            evaluations["initial"] = evaluate("initial", model_path)
+        evaluations["initial"] = evaluate("initial", model_path, out / "initial_eval.json")
 
     stage_results = {}
     for name, rl in stages:
         stage_dir = out / "stages" / name
-        tokenizer = load_tokenizer(model_path)
-        model = load_model(model_path, recipe.model.dtype)
-        meter.parameters = count_parameters(model)  # before ZeRO-3 partitions the parameters
-        if uses_vllm(rl) and not torch.cuda.is_available():
-            prepare_vllm_cpu()  # vLLM's CPU build; see ssp.generation.vllm_cpu
-        args = build_grpo_config(rl, stage_dir, f"{Path(recipe.output_dir).name}-{name}", recipe.seed,
-                                 recipe.distributed_timeout_minutes, model_path)  # fmt: skip
-        trainer = MGPOTrainer(
-            model=model,
-            reward_funcs=[get_reward(reward) for reward in rl.rewards],
-            args=args,
-            train_dataset=rl_dataset(stage_rows[name], data.system_prompt),
-            processing_class=tokenizer,
-            mgpo_lambda=rl.mgpo_lambda,
-        )
-        with meter.phase(f"train:{name}"):
-            trainer.train()
-        trainer.save_model(str(stage_dir / "model"))
-        meter.processes = trainer.accelerator.num_processes
-        meter.distributed_type = trainer.accelerator.distributed_type.name
-        meter.add_generation(trainer.tokens_generated, meter.parameters)
-        meter.add_training(trainer.tokens_trained, meter.parameters)
-        tokens = {"tokens_generated": trainer.tokens_generated, "tokens_trained": trainer.tokens_trained}
-        log_history = trainer.state.log_history
-        trainer.accelerator.free_memory()
-        del trainer, model
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        if (stage_dir / "metrics.json").is_file():  # trained by an interrupted run (its model is complete)
+            metrics = read_json(stage_dir / "metrics.json")
+        else:
+            metrics = train_stage(recipe, name, rl, stage_rows[name], model_path, out, meter)
+        meter.parameters = metrics["parameters"]
+        meter.processes, meter.distributed_type = metrics["processes"], metrics["distributed_type"]
+        meter.add_generation(metrics["tokens_generated"], meter.parameters)
+        meter.add_training(metrics["tokens_trained"], meter.parameters)
         model_path = str(stage_dir / "model")
-        if state.is_main_process:
-            tokenizer.save_pretrained(model_path)
-            write_json(stage_dir / "metrics.json", {"log_history": log_history, **tokens})
-        state.wait_for_everyone()  # the tokenizer is on disk before every process loads the stage's model
-        with meter.phase(f"eval:{name}"):
-            evaluation = evaluate(name, model_path)
-        evaluations[name] = evaluation
+        evaluations[name] = evaluate(name, model_path, stage_dir / "eval.json")
+        tokens = {key: metrics[key] for key in ("tokens_generated", "tokens_trained")}
         stage_results[name] = {"model": model_path, **tokens, "seconds": meter.phases[f"train:{name}"]}
-        if state.is_main_process:
-            write_json(stage_dir / "eval.json", evaluation)
 
     if not state.is_main_process:
         return None

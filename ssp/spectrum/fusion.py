@@ -14,6 +14,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ssp.coerce import RecipeError
+from ssp.files import staged_dir
+
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
 # Architecture keys that must agree for parameters to be averaged; others (e.g. dtype, paths) may differ.
@@ -30,8 +33,8 @@ _SHAPE_KEYS = (
 )
 
 
-class MergeError(ValueError):
-    """The models cannot be merged (different architectures, tensors or shapes)."""
+class MergeError(RecipeError):
+    """The models cannot be merged (different architectures, tensors or shapes), or not into that output folder."""
 
 
 def shard_layout(model_dir: Path) -> dict[str, list[str]]:
@@ -111,13 +114,40 @@ def merge_models(model_dirs: list[str | Path], weights: list[float] | None, out_
     total = sum(combined.values())
     experts = [(d, w / total) for d, w in combined.items() if w > 0]
     out_dir = Path(out_dir)
+    check_merge_paths(model_dirs, out_dir)
     layout = _check_compatible([d for d, _ in experts])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Built under a staging name and renamed when complete: a merge cut short never passes for a model.
+    with staged_dir(out_dir) as staging:
+        _write_merge(experts, layout, staging)
+    return out_dir
+
+
+def check_merge_paths(model_dirs: list[Path], out_dir: Path) -> None:
+    """Before anything is written: every input is a model folder, and the output is none of them, lies inside
+    none and holds none (it is replaced when the merge completes). An output holding files that are not a model
+    is refused rather than replaced."""
+    out = out_dir.resolve()
+    for model_dir in model_dirs:
+        if not model_dir.is_dir():
+            raise MergeError(f"{model_dir}: model folder not found")
+        if not (model_dir / "config.json").is_file():
+            raise MergeError(f"{model_dir}: not a model folder (no config.json)")
+        source = model_dir.resolve()
+        if out == source or out.is_relative_to(source) or source.is_relative_to(out):
+            where = "is" if out == source else "is inside" if out.is_relative_to(source) else "holds"
+            raise MergeError(f"output {out_dir} {where} the input model {model_dir}; choose another output folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MergeError(f"output {out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "config.json").is_file():
+        raise MergeError(f"output {out_dir} holds files that are not a model; choose another output folder")
+
+
+def _write_merge(experts: list[tuple[Path, float]], layout: dict[str, list[str]], out_dir: Path) -> None:
     _copy_side_files(experts[0][0], out_dir)
     if len(experts) == 1:  # averaging one model with weight 1 would only add rounding error
         for shard in layout:
             shutil.copy2(experts[0][0] / shard, out_dir / shard)
-        return out_dir
+        return
     locations = [_locate(d) for d, _ in experts]
     for shard, names in layout.items():
         merged: dict[str, torch.Tensor] = {}
@@ -137,7 +167,6 @@ def merge_models(model_dirs: list[str | Path], weights: list[float] | None, out_
             merged[name] = first if accumulator is None else accumulator.to(first.dtype).contiguous()
         save_file(merged, out_dir / shard, metadata={"format": "pt"})
         del merged
-    return out_dir
 
 
 def _copy_side_files(source: Path, out_dir: Path) -> None:

@@ -15,16 +15,16 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
-from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from ssp.config import RecipeError
 from ssp.cost import CostMeter
 from ssp.data.loading import data_summary, load_split, sft_examples
 from ssp.evaluation.evaluate import evaluate_model, evaluate_models
-from ssp.files import write_json
+from ssp.files import read_json, write_json
 from ssp.generation.backends import resolve_backend
 from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer
+from ssp.resume import TrainingCheckpoints, discard_partial_saves, latest_state, step_of
 from ssp.runs import (
     checkpointing_args,
     distributed_state,
@@ -35,20 +35,7 @@ from ssp.runs import (
 )
 from ssp.spectrum.fusion import merge_models
 from ssp.spectrum.report import print_probe_table, write_spectrum_report
-from ssp.spectrum.selection import best_single_checkpoint, metric_key, select_checkpoints, step_of
-
-
-class StepCheckpoints(TrainerCallback):
-    """Transformers saves `checkpoint-N`; ssp names the folder `step-N` once every process is done saving."""
-
-    def on_save(self, args, state, control, **kwargs):
-        distributed_state().wait_for_everyone()
-        if state.is_world_process_zero:
-            saved = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            target = saved.with_name(f"step-{state.global_step}")
-            if target.exists():
-                shutil.rmtree(target)
-            saved.rename(target)
+from ssp.spectrum.selection import best_single_checkpoint, metric_key, select_checkpoints
 
 
 def check_context_budget(recipe, positions: int | None) -> None:
@@ -95,7 +82,7 @@ def build_sft_config(recipe, checkpoints_dir: Path) -> SFTConfig:
         completion_only_loss=True,
         save_strategy="steps",
         save_steps=sft.save_every,
-        save_only_model=True,
+        save_only_model=False,  # the optimizer, scheduler and RNG states too: a killed run resumes (ssp.resume)
         logging_steps=sft.logging_steps,
         bf16=bf16_supported() if sft.bf16 is None else sft.bf16,
         **checkpointing_args(sft.gradient_checkpointing),
@@ -110,26 +97,84 @@ def build_sft_config(recipe, checkpoints_dir: Path) -> SFTConfig:
     )
 
 
-def probe_checkpoints(recipe, checkpoints: list[Path], probe_rows: list[dict], meter: CostMeter) -> dict:
+def probe_checkpoints(recipe, checkpoints: list[Path], probe_rows: list[dict], meter: CostMeter, out: Path) -> dict:
     """pass@k of every checkpoint on every subdomain's probing set: checkpoint -> subdomain -> metrics. Every
     process takes part; each checkpoint's samples are seeded alike (`name="probe"`), so checkpoints are compared
-    on the same draws."""
+    on the same draws. Each checkpoint's result is written to OUT/probe/<checkpoint>.json as it finishes; one found
+    there (an interrupted run's) is not probed again."""
+    state = distributed_state()
+    done = {
+        c.name: read_json(out / "probe" / f"{c.name}.json")
+        for c in checkpoints
+        if (out / "probe" / f"{c.name}.json").is_file()
+    }
     results = {}
-    for checkpoint in tqdm(checkpoints, desc="probing checkpoints", disable=not distributed_state().is_main_process):
-        evaluation = evaluate_model(
-            checkpoint,
-            probe_rows,
-            recipe.probe.sampling,
-            recipe.probe.ks,
-            seed=recipe.seed,
-            name="probe",
-            system_prompt=recipe.data.system_prompt,
-            backend=recipe.probe.backend,
-            desc=f"probe {checkpoint.name}",
-        )
-        meter.add_generation(evaluation["tokens_generated"], meter.parameters)
-        results[checkpoint.name] = evaluation["domains"]
+    for checkpoint in tqdm(checkpoints, desc="probing checkpoints", disable=not state.is_main_process):
+        if checkpoint.name not in done:
+            with meter.phase("probe"):
+                evaluation = evaluate_model(
+                    checkpoint,
+                    probe_rows,
+                    recipe.probe.sampling,
+                    recipe.probe.ks,
+                    seed=recipe.seed,
+                    name="probe",
+                    system_prompt=recipe.data.system_prompt,
+                    backend=recipe.probe.backend,
+                    desc=f"probe {checkpoint.name}",
+                )
+                done[checkpoint.name] = {k: evaluation[k] for k in ("domains", "tokens_generated")}
+                if state.is_main_process:
+                    write_json(out / "probe" / f"{checkpoint.name}.json", done[checkpoint.name])
+        meter.add_generation(done[checkpoint.name]["tokens_generated"], meter.parameters)
+        results[checkpoint.name] = done[checkpoint.name]["domains"]
     return results
+
+
+def train_sft(recipe, base_path: str, examples: list[dict], out: Path, meter: CostMeter) -> dict:
+    """Multi-path SFT into OUT/checkpoints/step-N, resumed from the newest training state an interrupted run left
+    (`ssp.resume`); OUT/train.json records a finished training, which a rerun does not repeat."""
+    state = distributed_state()
+    checkpoints_dir = out / "checkpoints"
+    if (out / "train.json").is_file():
+        return read_json(out / "train.json")
+    if state.is_main_process:
+        discard_partial_saves(checkpoints_dir)
+    state.wait_for_everyone()
+    resume_from = latest_state(checkpoints_dir)
+    tokenizer = load_tokenizer(base_path)
+    model = load_model(base_path, recipe.model.dtype)
+    parameters = count_parameters(model)
+    trainer = SFTTrainer(
+        model=model,
+        args=build_sft_config(recipe, checkpoints_dir),
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        callbacks=[TrainingCheckpoints(state, model_folders=True, after_save=meter.save)],
+    )
+    if resume_from is not None and state.is_main_process:
+        print(f"resuming SFT from {resume_from} (step {step_of(resume_from.name)})", file=sys.stderr)
+    with meter.phase("train"):
+        trainer.train(resume_from_checkpoint=None if resume_from is None else str(resume_from))
+    trained = {
+        "tokens_trained": trainer.state.num_input_tokens_seen,
+        "steps": trainer.state.global_step,
+        "parameters": parameters,
+        "processes": trainer.accelerator.num_processes,
+        "distributed_type": trainer.accelerator.distributed_type.name,
+    }
+    trainer.accelerator.free_memory()  # DeepSpeed's engine and optimizer states, before the models to probe load
+    del trainer, model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    state.wait_for_everyone()
+    if state.is_main_process:
+        write_json(out / "train.json", trained)
+        for training_state in checkpoints_dir.glob("state-*"):  # only needed to resume a training, now finished
+            shutil.rmtree(training_state)
+    state.wait_for_everyone()
+    return trained
 
 
 def check_fusion_weights(weights: dict[str, float], probe_domains: set[str]) -> None:
@@ -143,7 +188,8 @@ def check_fusion_weights(weights: dict[str, float], probe_domains: set[str]) -> 
 
 
 def run_spectrum(recipe) -> dict | None:
-    """Run the spectrum stage; returns the summary on the main process, None on the others."""
+    """Run the spectrum stage; returns the summary on the main process, None on the others. Rerun on the same output
+    folder, it continues an interrupted run: every step below skips the work it finds complete (`ssp.resume`)."""
     state = distributed_state(recipe.distributed_timeout_minutes)
     meter = CostMeter.from_config(recipe.cost)  # an unpriced device fails here, before any work
     data = recipe.data
@@ -152,39 +198,24 @@ def run_spectrum(recipe) -> dict | None:
     test_rows = load_split(data.test, recipe.task, "data.test", data.prompt_template)
     check_fusion_weights(recipe.fusion.weights, {row["domain"] for row in probe_rows})
     check_context_budget(recipe, planned_positions(recipe, recipe.model.name_or_path))
-    out = prepare_output_dir(recipe, state)
+    out, _ = prepare_output_dir(recipe, state)
+    if state.is_main_process:
+        meter.resume(out / "cost.json")
 
     # --- multi-path SFT ------------------------------------------------------------------------------------
     base_path = materialize_base_model(recipe, train_rows, out, state)  # the context and stop tokens on disk
-    tokenizer = load_tokenizer(base_path)
-    model = load_model(base_path, recipe.model.dtype)
-    meter.parameters = count_parameters(model)
     examples = sft_examples(train_rows, data.paths_per_problem, data.system_prompt)
     if state.is_main_process:
         write_json(out / "data.json", data_summary(train_rows, probe_rows, test_rows, len(examples)))
-    checkpoints_dir = out / "checkpoints"
-    trainer = SFTTrainer(
-        model=model,
-        args=build_sft_config(recipe, checkpoints_dir),
-        train_dataset=Dataset.from_list(examples),
-        processing_class=tokenizer,
-        callbacks=[StepCheckpoints()],
-    )
-    with meter.phase("train"):
-        trainer.train()
-    meter.processes = trainer.accelerator.num_processes
-    meter.distributed_type = trainer.accelerator.distributed_type.name
-    meter.add_training(trainer.state.num_input_tokens_seen, meter.parameters)
-    trainer.accelerator.free_memory()  # DeepSpeed's engine and optimizer states, before the models to probe load
-    del trainer, model
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    trained = train_sft(recipe, base_path, examples, out, meter)
+    meter.parameters = trained["parameters"]
+    meter.processes, meter.distributed_type = trained["processes"], trained["distributed_type"]
+    meter.add_training(trained["tokens_trained"], meter.parameters)
 
     # --- domain-aware diversity probing, on every process ------------------------------------------------------
+    checkpoints_dir = out / "checkpoints"
     checkpoints = sorted(checkpoints_dir.glob("step-*"), key=lambda p: step_of(p.name))
-    with meter.phase("probe"):
-        probe = probe_checkpoints(recipe, checkpoints, probe_rows, meter)
+    probe = probe_checkpoints(recipe, checkpoints, probe_rows, meter, out)
     fusion = recipe.fusion
     key = metric_key(fusion.metric, fusion.k)
     selection = select_checkpoints(probe, key)
@@ -203,17 +234,28 @@ def run_spectrum(recipe) -> dict | None:
         write_json(out / "probe.json", record)
         print_probe_table(probe, recipe.probe.ks)
         write_json(out / "selection.json", {"metric": key, "subdomains": selection, "best_single": best_single})
-        with meter.phase("fusion"):
-            merge_models([checkpoints_dir / selection[d]["checkpoint"] for d in domains], weights, out / "spectrum")
+        if not (out / "spectrum").is_dir():  # complete when present: merged under a staging name
+            with meter.phase("fusion"):
+                merge_models(
+                    [checkpoints_dir / selection[d]["checkpoint"] for d in domains], weights, out / "spectrum"
+                )
     state.wait_for_everyone()
 
     # --- held-out evaluation, on every process ----------------------------------------------------------------
     models = {"base": Path(base_path)} if recipe.eval.base else {}
     models.update({"best_single": checkpoints_dir / best_single, "spectrum": out / "spectrum"})
-    with meter.phase("eval"):
-        test = evaluate_models(models, test_rows, recipe.eval, data.system_prompt, recipe.seed)
-    for entry in test.values():
-        meter.add_generation(entry["tokens_generated"], meter.parameters)
+    test = {}
+    for label, model_dir in models.items():
+        path = out / "eval" / f"{label}.json"
+        if path.is_file():  # evaluated by an interrupted run
+            test[label] = read_json(path)
+        else:
+            with meter.phase("eval"):
+                test[label] = evaluate_models({label: model_dir}, test_rows, recipe.eval, data.system_prompt,
+                                              recipe.seed)[label]  # fmt: skip
+                if state.is_main_process:
+                    write_json(path, test[label])
+        meter.add_generation(test[label]["tokens_generated"], meter.parameters)
     if not state.is_main_process:
         return None
     test["best_single"]["checkpoint"] = best_single
