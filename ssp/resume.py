@@ -8,7 +8,8 @@ folder is written beside its target and renamed into place (`ssp.files`):
 - a training state is `checkpoints/state-N/` (transformers' `checkpoint-N` with the optimizer, scheduler, RNG and
   trainer state, renamed by `TrainingCheckpoints` once every process finished writing it); a `checkpoint-N` is a
   save that was cut short and is deleted;
-- SFT's candidate models are `checkpoints/step-N/` (model files only, hard links into the state's files);
+- SFT's candidate models are `checkpoints/step-N/` (model files and the training log `trainer_state.json`, hard
+  links into the state's files);
 - probing, evaluation, the merged model and each RL stage's model and metrics are single files or folders.
 """
 
@@ -31,9 +32,10 @@ from ssp.files import read_json, replace_dir, staging_path, write_json
 MAY_CHANGE = {"overwrite", "distributed_timeout_minutes", "report_to", "logging_steps"}
 
 STATE_PREFIX = "state-"
-# transformers' training state, kept in `state-N/` only; every other file of a save is the model and goes to `step-N/`.
+# transformers' training state, kept in `state-N/` only; the model files and trainer_state.json (the log) go to
+# `step-N/` too.
 TRAINING_STATE_FILES = re.compile(
-    r"^(optimizer\.pt|scheduler\.pt|scaler\.pt|rng_state(_\d+)?\.pth|trainer_state\.json|training_args\.bin"
+    r"^(optimizer\.pt|scheduler\.pt|scaler\.pt|rng_state(_\d+)?\.pth|training_args\.bin"
     r"|latest|zero_to_fp32\.py|global_step\d+|ssp_state\.json)$"
 )
 
@@ -89,6 +91,12 @@ def discard_partial_saves(checkpoints_dir: Path) -> None:
     only, before training starts."""
     for partial in checkpoints_dir.glob("checkpoint-*"):
         shutil.rmtree(partial)
+
+
+def drop_training_states(checkpoints_dir: Path) -> None:
+    """A finished training needs no state to resume from: free the disk (optimizer states are ~8x the weights)."""
+    for training_state in checkpoints_dir.glob(f"{STATE_PREFIX}*"):
+        shutil.rmtree(training_state)
 
 
 def latest_state(checkpoints_dir: Path) -> Path | None:

@@ -4,6 +4,7 @@ the initial model on disk."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import shutil
 import string
@@ -64,6 +65,13 @@ def trainer_distributed_args(timeout_minutes: float) -> dict:
     if launched_on_cpu():
         args.update(ddp_backend="gloo", use_cpu=not _deepspeed_launch())
     return args
+
+
+def free_device_memory() -> None:
+    """Return the memory of models just deleted, before the next one loads (the CUDA cache too)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def release_distributed() -> None:

@@ -3,7 +3,6 @@ stages' test evaluations run, spread over the launch's processes (`ssp.generatio
 
 from __future__ import annotations
 
-import gc
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from ssp.generation.backends import get_backend
 from ssp.generation.parallel import chunk_count, chunk_seed, spread, world
 from ssp.generation.sampling import Generations
 from ssp.rewards import get_reward
+from ssp.runs import free_device_memory
 
 
 def score_rows(rows: list[dict], completions: list[list[str]]) -> list[list[bool]]:
@@ -107,9 +107,7 @@ def evaluate_model(
 
     results = spread(chunk_count(len(rows), size), sample_and_score, desc=desc, progress=progress)
     engine.close()  # frees the model before the next one loads
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    free_device_memory()
     correct = [flags for result in results for flags in result[0]]
     generations = Generations(
         lengths=[lengths for result in results for lengths in result[1]],

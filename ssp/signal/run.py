@@ -7,7 +7,6 @@ alone writes the results.
 
 from __future__ import annotations
 
-import gc
 import shutil
 import sys
 from functools import partial
@@ -26,11 +25,19 @@ from ssp.files import read_json, replace_dir, staging_path, write_json
 from ssp.generation.backends import vllm_available
 from ssp.generation.vllm_cpu import prepare_vllm_cpu
 from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer, stop_token_ids
-from ssp.resume import TrainingCheckpoints, discard_partial_saves, latest_state, read_extra_state, step_of
+from ssp.resume import (
+    TrainingCheckpoints,
+    discard_partial_saves,
+    drop_training_states,
+    latest_state,
+    read_extra_state,
+    step_of,
+)
 from ssp.rewards import get_reward
 from ssp.runs import (
     checkpointing_args,
     distributed_state,
+    free_device_memory,
     materialize_base_model,
     planned_positions,
     prepare_output_dir,
@@ -159,8 +166,11 @@ def train_stage(
     interrupted run left one. Returns the stage's metrics, also written to OUT/stages/<name>/metrics.json."""
     state = distributed_state()
     stage_dir = out / "stages" / name
+    target = stage_dir / "model"
     if state.is_main_process:
         discard_partial_saves(stage_dir / "checkpoints")
+        if staging_path(target).exists():  # a save of the stage's model that was cut short
+            shutil.rmtree(staging_path(target))
     state.wait_for_everyone()
     resume_from = latest_state(stage_dir / "checkpoints")
     tokenizer = load_tokenizer(model_path)
@@ -189,23 +199,19 @@ def train_stage(
             print(f"resuming RL stage {name} from {resume_from} (step {step_of(resume_from.name)})", file=sys.stderr)
     with meter.phase(f"train:{name}"):
         trainer.train(resume_from_checkpoint=None if resume_from is None else str(resume_from))
-    target = stage_dir / "model"
     trainer.save_model(str(staging_path(target)))  # every process takes part under DeepSpeed
     metrics = {"log_history": trainer.state.log_history, **token_counters(trainer), "parameters": parameters}
     metrics.update(processes=trainer.accelerator.num_processes,
                    distributed_type=trainer.accelerator.distributed_type.name)  # fmt: skip
     trainer.accelerator.free_memory()
     del trainer, model
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    free_device_memory()
     state.wait_for_everyone()
     if state.is_main_process:
         tokenizer.save_pretrained(str(staging_path(target)))
         replace_dir(staging_path(target), target)
         write_json(stage_dir / "metrics.json", metrics)
-        for training_state in (stage_dir / "checkpoints").glob("state-*"):  # the stage is done: not needed
-            shutil.rmtree(training_state)
+        drop_training_states(stage_dir / "checkpoints")
     state.wait_for_everyone()  # the model is on disk before every process loads it
     return metrics
 

@@ -7,8 +7,6 @@ process alone writes the results and merges the selected checkpoints.
 from __future__ import annotations
 
 import dataclasses
-import gc
-import shutil
 import sys
 from pathlib import Path
 
@@ -24,10 +22,11 @@ from ssp.evaluation.evaluate import evaluate_model, evaluate_models
 from ssp.files import read_json, write_json
 from ssp.generation.backends import resolve_backend
 from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer
-from ssp.resume import TrainingCheckpoints, discard_partial_saves, latest_state, step_of
+from ssp.resume import TrainingCheckpoints, discard_partial_saves, drop_training_states, latest_state, step_of
 from ssp.runs import (
     checkpointing_args,
     distributed_state,
+    free_device_memory,
     materialize_base_model,
     planned_positions,
     prepare_output_dir,
@@ -165,14 +164,11 @@ def train_sft(recipe, base_path: str, examples: list[dict], out: Path, meter: Co
     }
     trainer.accelerator.free_memory()  # DeepSpeed's engine and optimizer states, before the models to probe load
     del trainer, model
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    free_device_memory()
     state.wait_for_everyone()
     if state.is_main_process:
         write_json(out / "train.json", trained)
-        for training_state in checkpoints_dir.glob("state-*"):  # only needed to resume a training, now finished
-            shutil.rmtree(training_state)
+        drop_training_states(checkpoints_dir)
     state.wait_for_everyone()
     return trained
 
