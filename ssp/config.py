@@ -278,7 +278,7 @@ def validate(recipe, check_files: bool = True) -> None:
     if not recipe.output_dir:
         raise RecipeError("output_dir: required (the run folder), e.g. output_dir=runs/my-run")
     if check_files:
-        check_model_path(recipe.model.name_or_path, "model.name_or_path", allow_tiny=True)
+        check_model_path(recipe.model.name_or_path, "model.name_or_path", allow_tiny=True, require_config=True)
     data = recipe.data
     if "{problem}" not in data.prompt_template:
         raise RecipeError("data.prompt_template: must contain {problem}")

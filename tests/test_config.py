@@ -107,11 +107,12 @@ def test_from_dict_accepts_nested_dataclasses():
     ids=lambda p: str(p.parent.name + "/" + p.name),
 )
 def test_every_shipped_recipe_validates(recipe_path, tmp_path, monkeypatch):
-    # RL recipes start from a spectrum run folder (relative to where ssp is launched): provide an empty one.
+    # RL recipes start from a spectrum run folder (relative to where ssp is launched): provide one with a merged model.
     # The real recipes train on the files `ssp data` writes (recipes/data/, tested in tests/test_data_*.py).
     monkeypatch.chdir(tmp_path)
     for run in ("runs/sft", "runs/demo-sft"):
         (tmp_path / run / "spectrum").mkdir(parents=True)
+        (tmp_path / run / "spectrum" / "config.json").write_text("{}")
     (tmp_path / "data" / "sft").mkdir(parents=True)
     (tmp_path / "data" / "rl").mkdir(parents=True)
     (tmp_path / "data" / "probe").mkdir(parents=True)

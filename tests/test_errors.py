@@ -349,3 +349,18 @@ def test_help_imports_no_heavy_library():
     assert result.returncode == 0, result.stderr
     assert "sft" in result.stdout and "invalid choice: 'no-such-command'" in result.stderr
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("stage,recipe", [("sft", DEMO_SFT), ("rl", DEMO_RL)])
+def test_a_recipe_model_that_is_not_a_model_folder_is_refused_before_the_run_folder_exists(
+    stage, recipe, tmp_path, capsys
+):
+    not_a_model = tmp_path / "notes"
+    not_a_model.mkdir()
+    (not_a_model / "readme.txt").write_text("not weights")
+    out = tmp_path / "run"
+    assert main([stage, str(recipe), f"output_dir={out}", f"model.name_or_path={not_a_model}"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"ssp: error: model.name_or_path: {not_a_model} is not a model folder (no config.json)"
+    ]
+    assert not out.exists()
