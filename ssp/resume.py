@@ -58,7 +58,8 @@ def first_changed_key(stored: dict, current: dict) -> tuple[str, object, object]
     """The first dotted key (in the current recipe's order) whose value differs, with the old and new values."""
     old, new = flatten(stored), flatten(current)
     for key in [*new, *(k for k in old if k not in new)]:
-        if key.split(".")[-1] in MAY_CHANGE or old.get(key, "<absent>") == new.get(key, "<absent>"):
+        # `sft.report_to.0` is a list item of a key that may change
+        if MAY_CHANGE.intersection(key.split(".")) or old.get(key, "<absent>") == new.get(key, "<absent>"):
             continue
         return key, old.get(key, "<absent>"), new.get(key, "<absent>")
     return None
@@ -125,9 +126,8 @@ class TrainingCheckpoints(TrainerCallback):
 
     `checkpoint-N` becomes `state-N` (the older state is then deleted: one is enough to resume), and with
     `model_folders` the model files also become `step-N` (SFT's candidates for probing). The save at the last step
-    keeps no state (nothing is left to train). `extra_state()` is written
-    into the state as `ssp_state.json` (counters the trainer does not keep itself), and `after_save()` runs last
-    (the cost ledger)."""
+    keeps no state (nothing is left to train). `extra_state()` is written into the state as `ssp_state.json`
+    (counters the trainer does not keep itself), and `after_save()` runs last (the cost ledger)."""
 
     def __init__(
         self,

@@ -173,6 +173,7 @@ def test_first_changed_key_names_the_first_difference_and_ignores_logging():
     assert first_changed_key(stored, stored) is None
     changed = {**stored, "sft": {"learning_rate": 1e-4, "logging_steps": 1}}
     assert first_changed_key(stored, changed) is None  # logging may change on resume
+    assert first_changed_key({**stored, "rl": {"report_to": []}}, {**stored, "rl": {"report_to": ["wandb"]}}) is None
     changed = {**stored, "data": {"train": [{"path": "b"}]}}
     assert first_changed_key(stored, changed) == ("data.train.0.path", "a", "b")
     changed = {**stored, "data": {"train": [{"path": "a"}, {"path": "c"}]}}
