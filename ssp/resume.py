@@ -106,6 +106,17 @@ def latest_state(checkpoints_dir: Path) -> Path | None:
     return states[-1] if states else None
 
 
+def result_of(path: Path, work: Callable[[], dict], is_main_process: bool) -> dict:
+    """What an earlier attempt wrote to `path`, or else `work()`, written there by the main process. Every process
+    of a launch calls it for the same `path` (`work` may be collective), and they agree on whether it is done."""
+    if path.is_file():
+        return read_json(path)
+    result = work()
+    if is_main_process:
+        write_json(path, result)
+    return result
+
+
 def link_or_copy(source: Path, target: Path) -> None:
     """A hard link (no second copy of the weights on disk), or a copy where the filesystem has none."""
     if source.is_dir():

@@ -31,6 +31,7 @@ from ssp.resume import (
     drop_training_states,
     latest_state,
     read_extra_state,
+    result_of,
     step_of,
 )
 from ssp.rewards import get_reward
@@ -238,14 +239,13 @@ def run_signal(recipe) -> dict | None:
 
     def evaluate(label: str, path: str, record: Path) -> dict:
         """The test-split evaluation of one model, written to `record`; one an interrupted run wrote is reused."""
-        if record.is_file():
-            entry = read_json(record)
-        else:
+
+        def work() -> dict:
             with meter.phase("eval" if label == "initial" else f"eval:{label}"):
-                entry = evaluate_models({label: Path(path)}, test_rows, recipe.eval, data.system_prompt,
-                                        recipe.seed)[label]  # fmt: skip
-                if state.is_main_process:
-                    write_json(record, entry)
+                return evaluate_models({label: Path(path)}, test_rows, recipe.eval, data.system_prompt,
+                                       recipe.seed)[label]  # fmt: skip
+
+        entry = result_of(record, work, state.is_main_process)
         meter.add_generation(entry["tokens_generated"], meter.parameters)
         return entry
 

@@ -22,7 +22,14 @@ from ssp.evaluation.evaluate import evaluate_model, evaluate_models
 from ssp.files import read_json, write_json
 from ssp.generation.backends import resolve_backend
 from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer
-from ssp.resume import TrainingCheckpoints, discard_partial_saves, drop_training_states, latest_state, step_of
+from ssp.resume import (
+    TrainingCheckpoints,
+    discard_partial_saves,
+    drop_training_states,
+    latest_state,
+    result_of,
+    step_of,
+)
 from ssp.runs import (
     checkpointing_args,
     distributed_state,
@@ -102,14 +109,10 @@ def probe_checkpoints(recipe, checkpoints: list[Path], probe_rows: list[dict], m
     on the same draws. Each checkpoint's result is written to OUT/probe/<checkpoint>.json as it finishes; one found
     there (an interrupted run's) is not probed again."""
     state = distributed_state()
-    done = {
-        c.name: read_json(out / "probe" / f"{c.name}.json")
-        for c in checkpoints
-        if (out / "probe" / f"{c.name}.json").is_file()
-    }
     results = {}
     for checkpoint in tqdm(checkpoints, desc="probing checkpoints", disable=not state.is_main_process):
-        if checkpoint.name not in done:
+
+        def probe(checkpoint=checkpoint) -> dict:
             with meter.phase("probe"):
                 evaluation = evaluate_model(
                     checkpoint,
@@ -122,11 +125,11 @@ def probe_checkpoints(recipe, checkpoints: list[Path], probe_rows: list[dict], m
                     backend=recipe.probe.backend,
                     desc=f"probe {checkpoint.name}",
                 )
-                done[checkpoint.name] = {k: evaluation[k] for k in ("domains", "tokens_generated")}
-                if state.is_main_process:
-                    write_json(out / "probe" / f"{checkpoint.name}.json", done[checkpoint.name])
-        meter.add_generation(done[checkpoint.name]["tokens_generated"], meter.parameters)
-        results[checkpoint.name] = done[checkpoint.name]["domains"]
+            return {key: evaluation[key] for key in ("domains", "tokens_generated")}
+
+        probed = result_of(out / "probe" / f"{checkpoint.name}.json", probe, state.is_main_process)
+        meter.add_generation(probed["tokens_generated"], meter.parameters)
+        results[checkpoint.name] = probed["domains"]
     return results
 
 
@@ -242,15 +245,13 @@ def run_spectrum(recipe) -> dict | None:
     models.update({"best_single": checkpoints_dir / best_single, "spectrum": out / "spectrum"})
     test = {}
     for label, model_dir in models.items():
-        path = out / "eval" / f"{label}.json"
-        if path.is_file():  # evaluated by an interrupted run
-            test[label] = read_json(path)
-        else:
+
+        def evaluate(label=label, model_dir=model_dir) -> dict:
             with meter.phase("eval"):
-                test[label] = evaluate_models({label: model_dir}, test_rows, recipe.eval, data.system_prompt,
-                                              recipe.seed)[label]  # fmt: skip
-                if state.is_main_process:
-                    write_json(path, test[label])
+                return evaluate_models({label: model_dir}, test_rows, recipe.eval, data.system_prompt,
+                                       recipe.seed)[label]  # fmt: skip
+
+        test[label] = result_of(out / "eval" / f"{label}.json", evaluate, state.is_main_process)
         meter.add_generation(test[label]["tokens_generated"], meter.parameters)
     if not state.is_main_process:
         return None
