@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ssp.rewards.code import LEETCODE_PRELUDE, check_programs  # noqa: E402
-from ssp.rewards.math import check_answers, default_workers, math_pool  # noqa: E402
+from ssp.rewards.math_answers import check_answers, default_workers, math_pool  # noqa: E402
 from ssp.sandbox import get_sandbox  # noqa: E402
 
 DATA = REPO / ".." / "shared" / "data"

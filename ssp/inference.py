@@ -15,7 +15,7 @@ from ssp.config import RecipeError
 from ssp.data.benchmarks import MATH_INSTRUCTION
 from ssp.generation.backends import get_backend
 from ssp.generation.presets import resolve_sampling
-from ssp.rewards.math import extract_answer
+from ssp.rewards.math_answers import extract_answer
 
 REASONING_INSTRUCTIONS = {
     "en": MATH_INSTRUCTION,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ssp.config import load_recipe
 from ssp.data.decontaminate import DEFAULT_N, run_decontaminate
-from ssp.data.multipath import MultipathConfig, run_multipath
 from ssp.data.rl_sets import RLSetConfig, run_rl_set
+from ssp.generation.multipath import MultipathConfig, run_multipath
 
 
 def add_arguments(parser, command: str) -> None:

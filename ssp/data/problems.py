@@ -18,7 +18,7 @@ from ssp.data.labels import LabelCounter, raw_label
 from ssp.data.records import DataError, read_records
 from ssp.rewards.code import parse_tests
 from ssp.rewards.extract import last_boxed
-from ssp.rewards.math import normalize_gold
+from ssp.rewards.math_answers import normalize_gold
 
 
 def check_sources(sources: list[DataSource], key: str) -> None:

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global fig
 
 from ssp.evaluation.passk import pass_at_k
 from ssp.rewards.extract import last_code_block
-from ssp.rewards.math import check_answers
+from ssp.rewards.math_answers import check_answers
 
 
 def table_lines(header: list[str], rows: list[list[str]]) -> list[str]:

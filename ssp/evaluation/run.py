@@ -32,7 +32,7 @@ from ssp.generation.parallel import chunk_seed
 from ssp.generation.presets import resolve_sampling
 from ssp.rewards.code import check_programs
 from ssp.rewards.extract import last_code_block
-from ssp.rewards.math import check_answers, extract_answer
+from ssp.rewards.math_answers import check_answers, extract_answer
 from ssp.sandbox import get_sandbox
 
 

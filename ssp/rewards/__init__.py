@@ -5,7 +5,7 @@ Probing, evaluation and RL all score with the functions of this one explicit dic
 
 from ssp.rewards.boxed import boxed_match
 from ssp.rewards.code import code_tests
-from ssp.rewards.math import math_verify
+from ssp.rewards.math_answers import math_verify
 
 REWARDS = {
     "boxed_match": boxed_match,

@@ -1,6 +1,6 @@
-"""Entry point of a math-verify worker process (see `ssp.rewards.math`); speaks the protocol of `ssp.sandbox.pool`.
+"""Entry point of a math-verify worker process (see `ssp.rewards.math_answers`); speaks `ssp.sandbox.pool`'s protocol.
 
-Started as `python -P -c "from ssp.rewards._math_worker import main; main()"`: single-threaded, so math-verify's
+Started as `python -c "from ssp.rewards._math_worker import main; main()"`: single-threaded, so math-verify's
 `signal.alarm` timeouts work. It refuses to start (and the caller raises) if they cannot.
 """
 
@@ -19,7 +19,7 @@ def main() -> None:
     os.dup2(2, 1)
     logging.getLogger("math_verify").propagate = False  # its per-timeout warnings would flood the trainer's log
     try:
-        from ssp.rewards.math import require_signal_timeouts, verify_in_process
+        from ssp.rewards.math_answers import require_signal_timeouts, verify_in_process
 
         require_signal_timeouts()
         verify_in_process("1", "1")  # import math-verify and sympy now: the first task must not pay for it

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from ssp.rewards import REWARDS, get_reward
-from ssp.rewards.math import (
+from ssp.rewards.math_answers import (
     MathResult,
     check_answer,
     check_answers,

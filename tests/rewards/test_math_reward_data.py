@@ -3,7 +3,7 @@
 import pytest
 from reward_cases import read_jsonl
 
-from ssp.rewards.math import check_answers, normalize_gold
+from ssp.rewards.math_answers import check_answers, normalize_gold
 
 BENCHMARKS = {
     "math500": ("math500", "test.jsonl"),

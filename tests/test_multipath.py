@@ -10,11 +10,11 @@ from transformers import AutoTokenizer
 from ssp.cli import main
 from ssp.config import load_recipe
 from ssp.data.labels import MATH_SUBDOMAINS
-from ssp.data.multipath import MultipathConfig, check_multipath_config, select_paths
 from ssp.data.rl_sets import RLSetConfig, check_rl_set_config
 from ssp.data.synthetic import make_splits
+from ssp.generation.multipath import MultipathConfig, check_multipath_config, select_paths
 from ssp.rewards.code import LEETCODE_PRELUDE, CodeResult
-from ssp.rewards.math import MathResult
+from ssp.rewards.math_answers import MathResult
 from ssp.sandbox.pool import WorkerStartError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -335,7 +335,7 @@ def test_math_verify_timeouts_are_reported_as_unverifiable(tmp_path, monkeypatch
     def check_answers(texts, golds):
         return [MathResult(status == "correct", status, "1") for status, _ in zip(statuses, texts, strict=False)]
 
-    monkeypatch.setattr("ssp.data.multipath.check_answers", check_answers)
+    monkeypatch.setattr("ssp.generation.multipath.check_answers", check_answers)
     rows = [
         {"problem": "p", "answer": "1", "domain": "algebra", "solution": [f"\\boxed{{1}} ({i})" for i in range(4)]}
     ]
@@ -360,7 +360,7 @@ def test_a_failing_sandbox_stops_with_one_line_and_writes_nothing(tmp_path, teac
             for _ in programs
         ]
 
-    monkeypatch.setattr("ssp.data.multipath.check_programs", broken)
+    monkeypatch.setattr("ssp.generation.multipath.check_programs", broken)
     recipe = recipe_file(tmp_path, *teacher_files)
     assert main(["data", "multipath", recipe, "decontaminate.enabled=false"]) == 2
     err = capsys.readouterr().err
@@ -372,7 +372,7 @@ def test_a_failing_sandbox_stops_with_one_line_and_writes_nothing(tmp_path, teac
     def unavailable():
         raise WorkerStartError("probe program failed: no user namespaces")
 
-    monkeypatch.setattr("ssp.data.multipath.get_sandbox", unavailable)
+    monkeypatch.setattr("ssp.generation.multipath.get_sandbox", unavailable)
     assert main(["data", "multipath", recipe, "decontaminate.enabled=false"]) == 2
     err = capsys.readouterr().err
     assert "ssp: error: the code sandbox cannot start (probe program failed: no user namespaces)" in err

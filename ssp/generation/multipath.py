@@ -32,7 +32,7 @@ from ssp.models import load_tokenizer
 from ssp.rewards.boxed import normalize_answer
 from ssp.rewards.code import LEETCODE_PRELUDE, check_programs
 from ssp.rewards.extract import last_boxed, last_code_block
-from ssp.rewards.math import check_answers
+from ssp.rewards.math_answers import check_answers
 from ssp.sandbox import get_sandbox
 
 REJECTIONS = ("too_long", "unparseable", "wrong", "unverifiable", "duplicate", "beyond_max_paths")

@@ -174,8 +174,7 @@ def math_pool() -> WorkerPool:
             package_root = str(Path(__file__).resolve().parents[2])
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-            # -P: the worker's own directory must not shadow the standard library (this file is `math.py`).
-            argv = [sys.executable, "-P", "-c", "from ssp.rewards._math_worker import main; main()"]
+            argv = [sys.executable, "-c", "from ssp.rewards._math_worker import main; main()"]
             _pool = WorkerPool(argv, default_workers(), name="math-verify", env=env, cwd=package_root)
             logger.info("started %d math-verify worker processes", _pool.size)
         return _pool
