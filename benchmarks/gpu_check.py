@@ -48,7 +48,7 @@ from ssp.plan.formulas import (  # noqa: E402
     training_states_gib,
 )
 from ssp.rewards import get_reward  # noqa: E402
-from ssp.signal.run import build_grpo_config  # noqa: E402
+from ssp.signal.config import build_mgpo_config  # noqa: E402
 from ssp.signal.trainer import MGPOTrainer  # noqa: E402
 from ssp.spectrum.run import build_sft_config  # noqa: E402
 from ssp.tiny_models import QwenShape, build_qwen_shaped_model  # noqa: E402
@@ -167,10 +167,9 @@ def grpo_step(model_dir: Path, use_vllm: bool, tokens: int, out: Path) -> dict:
     trainer = MGPOTrainer(
         model=AutoModelForCausalLM.from_pretrained(model_dir),
         reward_funcs=[get_reward("boxed_match")],
-        args=build_grpo_config(rl, out, "gpu-check", 0, model_path=str(model_dir)),
+        args=build_mgpo_config(rl, out, "gpu-check", 0, model_path=str(model_dir)),
         train_dataset=Dataset.from_list(prompts),
         processing_class=load_tokenizer(model_dir),
-        mgpo_lambda=1.0,
     )
     started = time.perf_counter()
     trainer.train()

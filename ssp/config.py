@@ -1,19 +1,20 @@
 """Recipes: YAML files mapped onto typed, nested dataclasses, with dotted `key=value` overrides.
 
-Loading is strict. An unknown key, a value of the wrong type or outside its range (the `metadata` of its field)
-or a missing local path raises `RecipeError` with a one-line message naming the key, before any output folder
-exists or any model is loaded.
+This module is the schema: plain dataclasses and the loader, importing nothing of the runtime (no torch, TRL or
+sandbox), so reading and checking a recipe is fast. Loading is strict. An unknown key, a value of the wrong type or
+outside its range (the `metadata` of its field) or a missing local path raises `RecipeError` with a one-line message
+naming the key, before any output folder exists or any model is loaded. The checks across keys are in
+`ssp.recipe_checks`; the curriculum (`rl.stages`) is resolved and checked by the signal stage
+(`ssp.signal.curriculum`), and `trl` keys against TRL's configs when a stage starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import trl
 import yaml
 
 from ssp.coerce import (
@@ -24,14 +25,9 @@ from ssp.coerce import (
     PROBABILITY,
     RecipeError,
     apply_override,
-    check_ranges,
-    describe,
     from_dict,
 )
-from ssp.files import write_text
-from ssp.models import looks_like_local_path
-from ssp.rewards import REWARDS
-from ssp.tiny_models import TinyModelSpec
+from ssp.recipe_checks import validate
 
 # Field ranges (ssp.coerce) beyond the shared ones.
 STEPS_OR_EPOCHS = {"range": (lambda value: value > 0 or value == -1, "positive, or -1 to use num_train_epochs")}
@@ -102,6 +98,18 @@ class ContextConfig:
     rope_theta: float | None = field(default=None, metadata=POSITIVE)
     # e.g. {rope_type: yarn, factor: 4.0, original_max_position_embeddings: 4096}
     rope_scaling: dict[str, Any] | None = None
+
+
+@dataclass
+class TinyModelSpec:
+    """Shape of the embedded Llama-style model (about 1M parameters at the defaults; built by ssp.tiny_models)."""
+
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    max_position_embeddings: int = 512
+    vocab_size: int = 128  # a target for BPE training; the real size is what the trainer ends up with
 
 
 @dataclass
@@ -192,9 +200,11 @@ class CostConfig:
 
 @dataclass
 class RLSection:
-    """GRPO with MGPO weighting on TRL's GRPOTrainer. Keys not listed here go to TRL through `trl`.
+    """GRPO with MGPO weighting on TRL's GRPOTrainer. A key named like a GRPOConfig field reaches TRL under that
+    name (`ssp.signal.config`); keys not listed here go to TRL through `trl`.
 
-    Every key but `stages` may be overridden per curriculum stage; a stage's `trl` keys are merged into `rl.trl`.
+    Every key but `stages` may be overridden per curriculum stage (`ssp.signal.curriculum`); a stage's `trl` keys
+    are merged into `rl.trl`.
     """
 
     data: list[DataSource] = field(default_factory=lambda: [DataSource(split="train")])  # the RL prompts
@@ -229,7 +239,7 @@ class RLSection:
     save_every: int | None = field(default=None, metadata=AT_LEAST_1)  # a resumable state every N steps (ssp.resume)
     report_to: list[str] = field(default_factory=list)
     deepspeed: str | None = None
-    trl: dict[str, Any] = field(default_factory=dict)  # any other trl.GRPOConfig field, passed through
+    trl: dict[str, Any] = field(default_factory=dict)  # any other trl.GRPOConfig field (none of the above)
     stages: list[dict[str, Any]] = field(default_factory=list)  # curriculum: [{name: ..., <any key above>}, ...]
 
 
@@ -273,158 +283,6 @@ def load_recipe(path: str | Path, overrides: list[str] = (), schema: type = Reci
     return recipe
 
 
-def validate(recipe, check_files: bool = True) -> None:
-    """Checks across keys and on the filesystem; every message names the key at fault."""
-    if not recipe.output_dir:
-        raise RecipeError("output_dir: required (the run folder), e.g. output_dir=runs/my-run")
-    if check_files:
-        check_model_path(recipe.model.name_or_path, "model.name_or_path", allow_tiny=True, require_config=True)
-    data = recipe.data
-    if "{problem}" not in data.prompt_template:
-        raise RecipeError("data.prompt_template: must contain {problem}")
-    for split in ("train", "probe", "test"):
-        sources = getattr(data, split)
-        if not sources:
-            raise RecipeError(f"data.{split}: at least one source is required")
-        for i, source in enumerate(sources):
-            check_source(source, f"data.{split}.{i}", check_files)
-    _check_ks(recipe.probe.sampling, recipe.probe.ks, "probe")
-    _check_ks(recipe.eval.sampling, recipe.eval.ks, "eval")
-    if recipe.fusion.metric == "pass@k" and recipe.fusion.k not in recipe.probe.ks:
-        raise RecipeError(f"fusion.k: {recipe.fusion.k} is not among probe.ks {recipe.probe.ks}")
-    if recipe.fusion.metric == "pass@1" and 1 not in recipe.probe.ks:
-        raise RecipeError(f"fusion.metric: pass@1 is probed only when probe.ks holds 1, got {recipe.probe.ks}")
-    for domain, weight in recipe.fusion.weights.items():
-        if weight < 0:
-            raise RecipeError(f"fusion.weights.{domain}: must be >= 0, got {weight}")
-    if recipe.fusion.weights and sum(recipe.fusion.weights.values()) <= 0:
-        raise RecipeError("fusion.weights: at least one weight must be positive")
-    sft = recipe.sft
-    if check_files and sft.deepspeed and not Path(sft.deepspeed).is_file():
-        raise RecipeError(f"sft.deepspeed: file not found: {sft.deepspeed}")
-    _check_trl_keys(sft.trl, "sft.trl", "SFTConfig")
-    resolve_stages(recipe.rl, check_files)
-    _check_context(recipe.model.context)
-    for device, price in recipe.cost.prices.items():
-        if price < 0:
-            raise RecipeError(f"cost.prices.{device}: must be >= 0, got {price}")
-    if recipe.cost.device_type != "auto" and recipe.cost.device_type not in recipe.cost.prices:
-        raise RecipeError(f"cost.device_type: no price for {recipe.cost.device_type!r} in cost.prices")
-
-
-def check_source(source: DataSource, key: str, check_files: bool = True) -> None:
-    if source.reward not in REWARDS:
-        raise RecipeError(f"{key}.reward: unknown reward {source.reward!r} (known: {', '.join(REWARDS)})")
-    if source.path == "synthetic":
-        if source.split not in ("train", "probe", "test"):
-            raise RecipeError(f"{key}.split: the synthetic task has train, probe and test, not {source.split!r}")
-    elif source.path.startswith("benchmark:"):  # the benchmark's name and files are checked when it loads
-        if check_files and source.data_dir is not None and not Path(source.data_dir).expanduser().is_dir():
-            raise RecipeError(f"{key}.data_dir: folder not found: {source.data_dir}")
-    elif check_files and looks_like_local_path(source.path) and not Path(source.path).expanduser().exists():
-        raise RecipeError(f"{key}.path: file not found: {source.path}")
-    if source.prompt_template is not None and "{problem}" not in source.prompt_template:
-        raise RecipeError(f"{key}.prompt_template: must contain {{problem}}")
-
-
-def resolve_stages(rl: RLSection, check_files: bool = True) -> list[tuple[str, RLSection]]:
-    """The curriculum as (name, settings) pairs: each stage is the `rl` section with the stage's keys replaced.
-
-    Without `rl.stages` there is one stage named `main`. Every stage is type-checked and validated here.
-    """
-    if not rl.stages:
-        _check_rl(rl, "rl", check_files)
-        return [("main", rl)]
-    base = {f.name: getattr(rl, f.name) for f in dataclasses.fields(RLSection) if f.name != "stages"}
-    base["data"] = [dataclasses.asdict(source) for source in rl.data]
-    stages, names = [], set()
-    for i, entry in enumerate(rl.stages):
-        key = f"rl.stages.{i}"
-        if not isinstance(entry, dict):
-            raise RecipeError(
-                f"{key}: a stage is a mapping of a name and the keys it overrides, got {describe(entry)}"
-            )
-        name = entry.get("name")
-        if not isinstance(name, str) or not name or not name.replace("-", "").replace("_", "").isalnum():
-            raise RecipeError(f"{key}.name: required; letters, digits, - and _ only (it names stages/<name>/)")
-        if name in names:
-            raise RecipeError(f"{key}.name: {name!r} is used by an earlier stage")
-        names.add(name)
-        overrides = {k: v for k, v in entry.items() if k != "name"}
-        for k in overrides:
-            if k not in base:
-                raise RecipeError(f"unknown key {key}.{k} (a stage overrides keys of rl: {', '.join(sorted(base))})")
-        if isinstance(overrides.get("trl"), dict):  # TRL's fields merge: a stage sets only the ones it changes
-            overrides["trl"] = {**base["trl"], **overrides["trl"]}
-        merged = from_dict(RLSection, {**base, **overrides}, f"{key}.")
-        _check_rl(merged, key, check_files)
-        stages.append((name, merged))
-    return stages
-
-
-def _check_rl(rl: RLSection, key: str, check_files: bool = True) -> None:
-    for name, weight in rl.rewards.items():
-        if name not in REWARDS:
-            raise RecipeError(f"{key}.rewards: unknown reward {name!r} (known: {', '.join(REWARDS)})")
-        if weight < 0:
-            raise RecipeError(f"{key}.rewards.{name}: weight must be >= 0, got {weight}")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    completions = rl.per_device_train_batch_size * rl.gradient_accumulation_steps * world
-    if completions % rl.num_generations:
-        raise RecipeError(
-            f"{key}.per_device_train_batch_size: {completions} completions per step ({world} processes) is not a "
-            f"multiple of num_generations {rl.num_generations}"
-        )
-    for i, source in enumerate(rl.data):
-        check_source(source, f"{key}.data.{i}", check_files)
-        if source.reward not in rl.rewards:
-            raise RecipeError(
-                f"{key}.data.{i}.reward: {source.reward!r} scores these rows' correctness (MGPO's p), so it must be "
-                f"one of {key}.rewards ({', '.join(rl.rewards)})"
-            )
-    if check_files and rl.deepspeed and not Path(rl.deepspeed).is_file():
-        raise RecipeError(f"{key}.deepspeed: file not found: {rl.deepspeed}")
-    _check_trl_keys(rl.trl, f"{key}.trl", "GRPOConfig")
-
-
-def _check_context(context: ContextConfig) -> None:
-    if context.rope_scaling is not None and "rope_type" not in context.rope_scaling:
-        raise RecipeError("model.context.rope_scaling: needs a rope_type (e.g. yarn, linear, dynamic)")
-
-
-def check_model_path(name_or_path: str, key: str, allow_tiny: bool = False, require_config: bool = False) -> None:
-    """A hub id passes (it is checked when it loads); a local path must exist and, with `require_config`, be a
-    model folder. `require_config=False` also accepts a folder holding only a tokenizer."""
-    if (allow_tiny and name_or_path == "tiny") or not looks_like_local_path(name_or_path):
-        return
-    path = Path(name_or_path).expanduser()
-    if not path.exists():
-        raise RecipeError(f"{key}: model folder not found: {name_or_path}")
-    # A spectrum run folder stands for its merged model (`ssp rl` starts from it).
-    if require_config and not (path / "config.json").is_file() and not (path / "spectrum" / "config.json").is_file():
-        raise RecipeError(f"{key}: {name_or_path} is not a model folder (no config.json)")
-
-
-def check_sampling(sampling: SamplingConfig, where: str = "sampling") -> None:
-    """Sampling values in their ranges, for settings not loaded from a recipe (presets with CLI overrides); `where`
-    names the section in the error."""
-    check_ranges(sampling, where)
-
-
-def _check_ks(sampling: SamplingConfig, ks: list[int], section: str) -> None:
-    if not ks:
-        raise RecipeError(f"{section}.ks: at least one k is required")
-    for k in ks:
-        if not 1 <= k <= sampling.n:
-            raise RecipeError(f"{section}.ks: k={k} needs 1 <= k <= {section}.sampling.n ({sampling.n})")
-
-
-def _check_trl_keys(extra: dict, key: str, trl_class: str) -> None:
-    known = {f.name for f in dataclasses.fields(getattr(trl, trl_class))}
-    for name in extra:
-        if name not in known:
-            raise RecipeError(f"unknown key {key}.{name}: not a field of trl.{trl_class}")
-
-
-def dump_recipe(recipe, path: str | Path) -> None:
-    write_text(path, yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
+def dump_recipe(recipe) -> str:
+    """The recipe as YAML, every key written out (what OUT/recipe.yaml holds); `load_recipe` reads it back."""
+    return yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False)

@@ -37,6 +37,12 @@ def resolve_price(cost: CostConfig) -> tuple[str, int, float]:
     return device_type, count, cost.prices[device_type]
 
 
+def device_cost(seconds: float, device_count: int, price_per_device_hour: float) -> tuple[float, float]:
+    """(device-hours, dollars) of `seconds` of wall time on `device_count` devices."""
+    device_hours = seconds / 3600 * device_count
+    return device_hours, device_hours * price_per_device_hour
+
+
 @dataclass
 class CostMeter:
     """Wall-clock time by phase and tokens, turned into device-hours and dollars by `record`."""
@@ -106,7 +112,7 @@ class CostMeter:
         phases = dict(self.phases)
         for name, start in self.open_phases.items():
             phases[name] = phases.get(name, 0.0) + now - start
-        device_hours = wall / 3600 * self.device_count
+        device_hours, dollars = device_cost(wall, self.device_count, self.price_per_device_hour)
         peak = PEAK_TFLOPS.get(self.device_type)
         # `train` in the spectrum stage, `train:<stage>` for each curriculum stage of the signal stage.
         train_seconds = sum(seconds for name, seconds in phases.items() if name.split(":")[0] == "train")
@@ -123,7 +129,7 @@ class CostMeter:
             "distributed_type": self.distributed_type,
             "device_hours": device_hours,
             "price_per_device_hour": self.price_per_device_hour,
-            "dollars": device_hours * self.price_per_device_hour,
+            "dollars": dollars,
             "tokens_trained": self.tokens_trained,
             "tokens_generated": self.tokens_generated,
             "train_flops_estimate": self.train_flops,

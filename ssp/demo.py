@@ -11,10 +11,11 @@ import shutil
 from pathlib import Path
 
 from ssp.config import RecipeError, load_recipe
-from ssp.evaluation.report import table_lines
+from ssp.cost import device_cost
 from ssp.files import read_json, write_json
-from ssp.signal.run import run_signal
+from ssp.signal.run import run_signal, signal_stages
 from ssp.spectrum.run import run_spectrum
+from ssp.tables import markdown_lines
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "demo"
 
@@ -40,9 +41,9 @@ def _metrics(entry: dict, ks: list[int]) -> dict:
 
 
 def _costs(cost: dict, seconds: float, tokens: int) -> dict:
-    """Device-hours and dollars of `seconds` of this run's devices."""
-    device_hours = seconds / 3600 * cost["device_count"]
-    return {"tokens": tokens, "device_hours": device_hours, "dollars": device_hours * cost["price_per_device_hour"]}
+    """`tokens`, and the device-hours and dollars of `seconds` on the devices of the run whose cost.json is `cost`."""
+    device_hours, dollars = device_cost(seconds, cost["device_count"], cost["price_per_device_hour"])
+    return {"tokens": tokens, "device_hours": device_hours, "dollars": dollars}
 
 
 def build_summary(sft_dir: Path, rl_dir: Path, ks: list[int], seed: int) -> dict:
@@ -90,7 +91,7 @@ def summary_table(summary: dict) -> list[str]:
         row = [label, f"{entry['pass@1']:.3f}"] + [f"{entry['pass@k'][str(k)]:.3f}" for k in ks if k != 1]
         row += [f"{entry.get('greedy', float('nan')):.3f}", f"{entry['tokens']:,}", f"{entry['device_hours']:.4f}"]
         rows.append(row + [f"{entry['dollars']:.4f}"])
-    return table_lines(header, rows)
+    return markdown_lines(header, rows)
 
 
 def run_demo(
@@ -110,6 +111,7 @@ def run_demo(
     # evaluated by the SFT run with the same settings.
     rl_args = [f"output_dir={out / 'rl'}", "model.name_or_path=tiny", f"seed={seed}", "eval.base=false"]
     rl = load_recipe(RECIPES / "rl.yaml", [*rl_args, *rl_overrides])
+    signal_stages(rl)  # the curriculum and its trl keys, checked before minutes of SFT
     shared_eval = all(getattr(sft.eval, key) == getattr(rl.eval, key) for key in ("sampling", "ks", "greedy"))
     if not shared_eval or sft.task != rl.task or sft.data.test != rl.data.test:
         raise RecipeError("demo recipes: sft.yaml and rl.yaml must share eval, task and data.test to be comparable")

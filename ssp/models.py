@@ -6,7 +6,6 @@ loaded back through `load_model` / `load_tokenizer` like any hub model, so they 
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -84,11 +83,6 @@ def load_model(name_or_path: str | Path, dtype: str = "auto", device: str | None
     if device is not None:
         model.to(device)
     return model
-
-
-def looks_like_local_path(name_or_path: str) -> bool:
-    """Hub ids are `org/name`; anything that starts like a filesystem path, or exists, is treated as local."""
-    return name_or_path.startswith((".", "/", "~")) or os.path.exists(name_or_path) or name_or_path.count("/") > 1
 
 
 def with_context(config, max_position_embeddings=None, rope_theta=None, rope_scaling=None, overrides=None):

@@ -17,7 +17,7 @@ from accelerate import PartialState
 from transformers import AutoConfig, TrainingArguments
 
 from ssp.config import RecipeError, dump_recipe
-from ssp.files import staged_dir
+from ssp.files import staged_dir, write_text
 from ssp.models import prepare_initial_model
 from ssp.resume import check_same_recipe
 from ssp.tiny_models import build_tiny_model
@@ -65,6 +65,24 @@ def trainer_distributed_args(timeout_minutes: float) -> dict:
     if launched_on_cpu():
         args.update(ddp_backend="gloo", use_cpu=not _deepspeed_launch())
     return args
+
+
+def check_trl_keys(extra: dict, key: str, trl_class: type, section: type, set_by_ssp) -> None:
+    """The names under `key` (`sft.trl`, `rl.stages.0.trl`) go to TRL's `trl_class` as they are: each must be one of
+    its fields that neither the recipe `section` holding `key` (whose own keys reach TRL themselves) nor ssp
+    (`set_by_ssp`) sets. Checked before any work, so a clash is a one-line error and not a TypeError at training."""
+    owner = key.rpartition(".")[0]
+    own = {f.name for f in dataclasses.fields(section)}
+    known = {f.name for f in dataclasses.fields(trl_class)}
+    for name in extra:
+        if name in own:
+            raise RecipeError(f"{key}.{name} duplicates {owner}.{name}: set it once, as {owner}.{name}")
+        if name in set_by_ssp:
+            raise RecipeError(
+                f"{key}.{name}: ssp sets trl.{trl_class.__name__}.{name} itself, from the recipe's own keys"
+            )
+        if name not in known:
+            raise RecipeError(f"unknown key {key}.{name}: not a field of trl.{trl_class.__name__}")
 
 
 def free_device_memory() -> None:
@@ -116,7 +134,7 @@ def prepare_output_dir(recipe, state: PartialState) -> tuple[Path, bool]:
         if resuming:
             print(f"resuming the run in {out} (same recipe; overwrite=true starts over)", file=sys.stderr)
         else:
-            dump_recipe(recipe, out / "recipe.yaml")
+            write_text(out / "recipe.yaml", dump_recipe(recipe))
     state.wait_for_everyone()
     return out, resuming
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -26,6 +27,9 @@ from transformers import (
     Qwen2Config,
     Qwen2ForCausalLM,
 )
+
+if TYPE_CHECKING:
+    from ssp.config import TinyModelSpec  # the recipe's `model.tiny`
 
 # Special tokens of the tiny tokenizer. The end-of-turn token is the EOS, so generation stops after one answer.
 BOS, EOT, PAD, USER, ASSISTANT, SYSTEM = "<|bos|>", "<|end|>", "<|pad|>", "<|user|>", "<|assistant|>", "<|system|>"
@@ -43,18 +47,6 @@ TINY_CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}" + ASSISTANT + "{% endif %}"
 )
-
-
-@dataclass
-class TinyModelSpec:
-    """Shape of the embedded Llama-style model (about 1M parameters at the defaults)."""
-
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 512
-    max_position_embeddings: int = 512
-    vocab_size: int = 128  # a target for BPE training; the real size is what the trainer ends up with
 
 
 def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:

@@ -3,9 +3,10 @@ from pathlib import Path
 
 import pytest
 
+from ssp.config import TinyModelSpec
 from ssp.data.synthetic import make_splits
 from ssp.runs import tiny_model_texts
-from ssp.tiny_models import QwenShape, TinyModelSpec, build_qwen_shaped_model, build_tiny_model
+from ssp.tiny_models import QwenShape, build_qwen_shaped_model, build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

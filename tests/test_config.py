@@ -9,6 +9,7 @@ import yaml
 from ssp.cli import main
 from ssp.coerce import from_dict
 from ssp.config import Recipe, RecipeError, load_recipe
+from ssp.signal.curriculum import resolve_stages
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "recipes" / "demo" / "sft.yaml"
@@ -57,7 +58,6 @@ def test_defaults_fill_missing_sections(tmp_path):
         ({"output_dir": "a", "probe": {"ks": 4}}, "probe.ks: expected a list"),
         ({"output_dir": "a", "fusion": {"metric": "pass@2"}}, "fusion.metric: expected one of pass@k, pass@1"),
         ({"output_dir": "a", "data": {"train": [{"pathz": "x"}]}}, "unknown key data.train.0.pathz"),
-        ({"output_dir": "a", "sft": {"trl": {"not_a_trl_field": 1}}}, "unknown key sft.trl.not_a_trl_field"),
         ({"output_dir": "a", "probe": {"ks": [1, 16]}}, "probe.ks: k=16 needs 1 <= k <= probe.sampling.n (8)"),
         (
             {"output_dir": "a", "eval": {"sampling": {"repetition_penalty": 0}}},
@@ -74,6 +74,27 @@ def test_bad_recipes_name_the_key(tmp_path, data, message):
         load_recipe(write(tmp_path, data))
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "trl,message",
+    [
+        ("{not_a_trl_field: 1}", "unknown key sft.trl.not_a_trl_field: not a field of trl.SFTConfig"),
+        (
+            "{learning_rate: 0.1}",
+            "sft.trl.learning_rate duplicates sft.learning_rate: set it once, as sft.learning_rate",
+        ),
+        ("{completion_only_loss: false}", "sft.trl.completion_only_loss: ssp sets trl.SFTConfig.completion_only_loss"),
+    ],
+)
+def test_sft_trl_keys_are_checked_before_the_run_folder(tmp_path, capsys, trl, message):
+    """Against TRL's SFTConfig when the stage starts: loading a recipe does not import TRL."""
+    load_recipe(DEMO, [f"sft.trl={trl}"])
+    out = tmp_path / "run"
+    assert main(["sft", str(DEMO), f"output_dir={out}", f"sft.trl={trl}"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
 
 
 def test_missing_files_name_the_path(tmp_path):
@@ -120,6 +141,7 @@ def test_every_shipped_recipe_validates(recipe_path, tmp_path, monkeypatch):
         (tmp_path / "data" / name).write_text("")
     recipe = load_recipe(recipe_path)
     assert recipe.output_dir
+    assert resolve_stages(recipe.rl)  # the curriculum, which the signal stage resolves and checks
 
 
 def test_cli_error_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys):

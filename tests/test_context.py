@@ -6,8 +6,9 @@ from test_spectrum_run import DEMO, SMALL
 from transformers import AutoConfig
 
 from ssp.cli import main
-from ssp.config import RecipeError, load_recipe, resolve_stages
+from ssp.config import RecipeError, load_recipe
 from ssp.models import context_of, load_model, prepare_initial_model, with_context
+from ssp.signal.curriculum import resolve_stages
 from ssp.signal.run import check_context_budget as check_rl_budget
 from ssp.spectrum.run import check_context_budget
 

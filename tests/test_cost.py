@@ -3,7 +3,7 @@ import json
 import pytest
 
 from ssp.config import CostConfig, RecipeError
-from ssp.cost import CostMeter, detect_device, resolve_price
+from ssp.cost import CostMeter, detect_device, device_cost, resolve_price
 
 
 def test_cpu_is_detected_and_priced(monkeypatch):
@@ -61,3 +61,10 @@ def test_the_signal_stage_mfu_counts_every_curriculum_stage_and_generation_flops
     # training FLOPs over the training phases only (1,000 s), not the evaluations
     assert summary["mfu_estimate"] == pytest.approx(6 * 1.5e9 * 2e6 / (1000 * 8 * 989e12))
     assert summary["generation_flops_estimate"] == 2 * 1.5e9 * 3e6 and summary["tokens_generated"] == 3_000_000
+
+
+def test_device_cost_is_the_meters_arithmetic():
+    assert device_cost(1800.0, 8, 1.2) == (1800.0 / 3600 * 8, 1800.0 / 3600 * 8 * 1.2)
+    meter = CostMeter("A100", 8, 1.2)
+    summary = meter.summary()
+    assert (summary["device_hours"], summary["dollars"]) == device_cost(summary["wall_seconds"], 8, 1.2)

@@ -10,7 +10,7 @@ from trl import GRPOTrainer
 from ssp.config import RLSection
 from ssp.models import load_model, load_tokenizer
 from ssp.rewards.extract import completion_text
-from ssp.signal.run import build_grpo_config
+from ssp.signal.config import build_mgpo_config
 from ssp.signal.trainer import MGPOTrainer
 
 GROUP = 4
@@ -39,20 +39,21 @@ def make_trainer(cls, model_dir, tmp_path, lam=None, seed=0, mixed=False):
         max_steps=1,
         logging_steps=1,
         rewards={"even_length": 1.0, second.__name__: 0.5},
+        mgpo_lambda=1.0 if lam is None else lam,
     )
-    args = build_grpo_config(rl, tmp_path / f"{cls.__name__}-{lam}-{mixed}", "test", seed)
+    args = build_mgpo_config(rl, tmp_path / f"{cls.__name__}-{lam}-{mixed}", "test", seed)
+    if lam is not None:
+        args.correctness_reward = "even_length"
     prompts = [{"prompt": [{"role": "user", "content": f"Compute {i}*(1+2)-3."}]} for i in range(8)]
     if mixed:
         for i, prompt in enumerate(prompts):
             prompt["correctness_reward"] = "even_length" if i % 2 == 0 else "odd_length"
-    kwargs = {} if lam is None else {"mgpo_lambda": lam, "correctness_reward": "even_length"}
     trainer = cls(
         model=load_model(model_dir),
         reward_funcs=[even_length, second],
         args=args,
         train_dataset=Dataset.from_list(prompts),
         processing_class=load_tokenizer(model_dir),
-        **kwargs,
     )
     captured = []
     original = trainer._generate_and_score_completions
@@ -130,15 +131,15 @@ def test_mgpo_metrics_and_weighted_advantage_log(runs):
 
 
 def test_unknown_correctness_reward_is_refused(tiny_model_dir, tmp_path):
+    args = build_mgpo_config(RLSection(max_steps=1), tmp_path, "t", 0)
+    args.correctness_reward = "nope"
     with pytest.raises(ValueError, match="correctness reward 'nope' is not among the rewards"):
         MGPOTrainer(
             model=load_model(tiny_model_dir),
             reward_funcs=[even_length],
-            args=build_grpo_config(RLSection(max_steps=1), tmp_path, "t", 0),
+            args=args,
             train_dataset=Dataset.from_list([{"prompt": "x"}]),
             processing_class=load_tokenizer(tiny_model_dir),
-            mgpo_lambda=1.0,
-            correctness_reward="nope",
         )
 
 

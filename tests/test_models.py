@@ -1,8 +1,9 @@
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from ssp.config import TinyModelSpec
 from ssp.models import count_parameters, load_model, load_tokenizer
 from ssp.runs import tiny_model_texts
-from ssp.tiny_models import TinyModelSpec, build_tiny_model
+from ssp.tiny_models import build_tiny_model
 
 
 def test_default_tiny_model_has_about_a_million_parameters(tmp_path, small_splits):

@@ -1,5 +1,6 @@
 """The signal stage through the CLI: a two-stage curriculum on a tiny model, and malformed stage entries."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -8,9 +9,11 @@ import torch
 from safetensors.torch import load_file
 
 from ssp.cli import main
-from ssp.config import RecipeError, load_recipe, resolve_stages
+from ssp.config import RecipeError, RLSection, load_recipe
 from ssp.rewards import REWARDS
 from ssp.rewards.extract import completion_text
+from ssp.signal.config import TRANSLATED, build_mgpo_config, passed_through
+from ssp.signal.curriculum import resolve_stages
 from ssp.signal.run import resolve_initial_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,12 +49,49 @@ TWO_STAGES = "rl.stages=[{name: first, max_steps: 2, learning_rate: 1.0e-2}, {na
 def test_malformed_stage_is_a_one_line_error(stages, message, tmp_path, capsys, tiny_model_dir):
     model = f"model.name_or_path={tiny_model_dir}"
     with pytest.raises(RecipeError) as info:
-        load_recipe(DEMO_RL, [model, f"rl.stages={stages}"])
+        resolve_stages(load_recipe(DEMO_RL, [model, f"rl.stages={stages}"]).rl)
     assert message in str(info.value) and "\n" not in str(info.value)
     out = tmp_path / "run"
     assert main(["rl", str(DEMO_RL), f"output_dir={out}", model, f"rl.stages={stages}"]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("rl.trl={not_a_field: 1}", "unknown key rl.trl.not_a_field: not a field of trl.GRPOConfig"),
+        (
+            "rl.trl={num_generations: 4}",
+            "rl.trl.num_generations duplicates rl.num_generations: set it once, as rl.num_generations",
+        ),
+        ("rl.trl={warmup_steps: 3}", "rl.trl.warmup_steps: ssp sets trl.GRPOConfig.warmup_steps itself"),
+        (
+            f"{TWO_STAGES[:-1]}, {{name: third, trl: {{mgpo_lambda: 2}}}}]",
+            "rl.stages.2.trl.mgpo_lambda duplicates rl.stages.2.mgpo_lambda",
+        ),
+    ],
+)
+def test_rl_trl_keys_are_checked_before_the_run_folder(override, message, tmp_path, capsys, tiny_model_dir):
+    """Against TRL's GRPOConfig when the stage starts: loading a recipe does not import TRL."""
+    model = f"model.name_or_path={tiny_model_dir}"
+    resolve_stages(load_recipe(DEMO_RL, [model, override]).rl)
+    out = tmp_path / "run"
+    assert main(["rl", str(DEMO_RL), f"output_dir={out}", model, override]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_every_rl_key_reaches_trl_under_its_name_or_through_a_translation():
+    """A key named like a GRPOConfig field passes unchanged; the others are translated or are ssp's own."""
+    own = {"data", "trl", "stages"}
+    keys = {f.name for f in dataclasses.fields(RLSection)}
+    assert keys == set(passed_through()) | set(TRANSLATED) | own
+    args = build_mgpo_config(RLSection(learning_rate=0.25, top_k=3, mgpo_lambda=0.5, trl={"num_iterations": 2}),
+                             Path("stage"), "run", 7)  # fmt: skip
+    assert (args.learning_rate, args.top_k, args.mgpo_lambda, args.num_iterations) == (0.25, 3, 0.5, 2)
+    assert (args.seed, args.run_name, args.output_dir) == (7, "run", str(Path("stage") / "checkpoints"))
 
 
 def test_stages_inherit_and_override_the_rl_section(tiny_model_dir):

@@ -15,7 +15,7 @@ from ssp.config import RLSection, SamplingConfig
 from ssp.generation.backends import TransformersBackend, VLLMBackend
 from ssp.models import end_of_turn_token, load_tokenizer, prepare_initial_model, stop_token_ids
 from ssp.rewards import get_reward
-from ssp.signal.run import build_grpo_config
+from ssp.signal.config import build_mgpo_config
 from ssp.signal.trainer import MGPOTrainer
 
 CONTEXT = {"max_position_embeddings": None, "rope_theta": None, "rope_scaling": None, "overrides": {}}
@@ -89,10 +89,9 @@ def test_trl_rollouts_stop_at_the_end_of_turn_and_mask_the_rest(prepared, tmp_pa
     trainer = MGPOTrainer(
         model=AutoModelForCausalLM.from_pretrained(prepared),
         reward_funcs=[get_reward("boxed_match")],
-        args=build_grpo_config(rl, tmp_path, "t", 0, model_path=str(prepared)),
+        args=build_mgpo_config(rl, tmp_path, "t", 0, model_path=str(prepared)),
         train_dataset=Dataset.from_list([{"prompt": QUESTION, "answer": "4"}] * 4),
         processing_class=load_tokenizer(prepared),
-        mgpo_lambda=1.0,
     )
     captured = []
     original = trainer._generate_and_score_completions

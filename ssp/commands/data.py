@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from ssp.config import load_recipe
-from ssp.data.decontaminate import DEFAULT_N, run_decontaminate
+import time
+from pathlib import Path
+
+from ssp.config import DataSource, RecipeError, load_recipe
+from ssp.data.decontaminate import DEFAULT_N, DecontaminateConfig, SettingKeys, check_config, decontaminate_records
+from ssp.data.outputs import check_output, report_path, write_outputs
+from ssp.data.records import DataError, read_records
 from ssp.data.rl_sets import RLSetConfig, run_rl_set
 from ssp.generation.multipath import MultipathConfig, run_multipath
+from ssp.recipe_checks import looks_like_local_path
+
+FLAGS = SettingKeys(n="--n", benchmarks="--benchmarks", data_dir="--data-dir", flags=True)
+"""`ssp data decontaminate`'s names for the settings that recipes call decontaminate.n, .benchmarks, .data_dir."""
 
 
 def add_arguments(parser, command: str) -> None:
@@ -44,15 +53,32 @@ def run(args) -> int:
     elif args.data_command == "rl":
         run_rl_set(load_recipe(args.recipe, args.overrides, schema=RLSetConfig))
     else:
-        run_decontaminate(
-            args.inputs,
-            args.out,
-            problem_field=args.field,
-            benchmarks=[name.strip() for name in args.benchmarks.split(",")],
-            data_dir=args.data_dir,
-            n=args.n,
-            split=args.split,
-            name=args.name,
-            overwrite=args.overwrite,
-        )
+        run_decontaminate(args)
     return 0
+
+
+def run_decontaminate(args) -> dict:
+    """`ssp data decontaminate`: the input rows (unchanged) that share no n-gram with a benchmark, and the report."""
+    started = time.perf_counter()
+    check_output(args.out, args.overwrite, "--out")
+    benchmarks = [name.strip() for name in args.benchmarks.split(",")]
+    names = check_config(DecontaminateConfig(benchmarks=benchmarks, data_dir=args.data_dir, n=args.n), set(), FLAGS)
+    for path in args.inputs:
+        if looks_like_local_path(path) and not Path(path).expanduser().exists():
+            raise RecipeError(f"input {path}: file not found")
+    sources = [DataSource(path=path, split=args.split, name=args.name) for path in args.inputs]
+    inputs = [(source.path, read_records(source, f"input {source.path}")) for source in sources]
+    for path, rows in inputs:
+        for i, record in enumerate(rows):
+            if not isinstance(record.get(args.field), str):
+                raise DataError(f"input {path}: row {i} has no text field {args.field!r} (--field)")
+
+    kept, log = decontaminate_records(inputs, args.field, names, args.data_dir, args.n)
+    total = sum(len(rows) for _, rows in inputs)
+    report = {"inputs": list(args.inputs), "output": args.out, "rows_in": total, "rows_kept": len(kept)}
+    report.update(log.report())
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    write_outputs(args.out, kept, report)
+    print(log.table())
+    print(f"kept {len(kept)} of {total} rows in {report['seconds']} s -> {args.out} (report: {report_path(args.out)})")
+    return report

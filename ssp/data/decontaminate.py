@@ -12,17 +12,14 @@ those without a hub copy (`spec.hub_id` None) need `data_dir`, which is checked 
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ssp.config import DataSource, FieldMap, RecipeError
+from ssp.config import RecipeError
 from ssp.data.benchmarks import BENCHMARKS, load_benchmark
-from ssp.data.outputs import check_output, format_table, report_path, write_outputs
-from ssp.data.records import DataError, read_records
-from ssp.models import looks_like_local_path
+from ssp.tables import aligned_table
 
 DEFAULT_N = 10
 GROUPS = ("all", "math", "code")
@@ -77,21 +74,38 @@ def without_hub_copy(names: list[str]) -> list[str]:
     return [name for name in names if BENCHMARKS[name].hub_id is None]
 
 
-def check_config(config: DecontaminateConfig, kinds: set[str], key: str = "decontaminate") -> None:
-    """Check the step's settings before any work; `kinds` (math, code) are those of the sources' rewards."""
+@dataclass(frozen=True)
+class SettingKeys:
+    """What a caller names the step's settings in its error messages: a recipe's keys or a command's flags."""
+
+    n: str = "decontaminate.n"
+    benchmarks: str = "decontaminate.benchmarks"
+    data_dir: str = "decontaminate.data_dir"
+    flags: bool = False  # command-line flags: a missing data dir is a flag to pass, not a key to set
+
+
+def check_config(config: DecontaminateConfig, kinds: set[str], keys: SettingKeys = SettingKeys()) -> list[str]:
+    """Check the step's settings before any work; `kinds` (math, code) are those of the sources' rewards, the
+    default benchmarks. Returns the benchmarks the step compares against (none when it is disabled)."""
     if not config.enabled:
-        return
+        return []
     if config.n < 1:
-        raise RecipeError(f"{key}.n: must be >= 1, got {config.n}")
-    names = resolve_benchmarks(config.benchmarks or sorted(kinds), f"{key}.benchmarks")
-    if config.data_dir is None and without_hub_copy(names):
-        local_only = ", ".join(without_hub_copy(names))
+        raise RecipeError(f"{keys.n}: must be >= 1, got {config.n}")
+    names = resolve_benchmarks(config.benchmarks or sorted(kinds), keys.benchmarks)
+    local_only = ", ".join(without_hub_copy(names))
+    if config.data_dir is None and local_only and keys.flags:
         raise RecipeError(
-            f"{key}.data_dir: required for {local_only} (no hub copy): set it to a folder laid out like "
-            f"../shared/data, or leave {local_only} out of {key}.benchmarks"
+            f"{keys.benchmarks}: no hub copy of {local_only}; pass {keys.data_dir} (a folder laid out like "
+            f"../shared/data) or choose other benchmarks, e.g. {keys.benchmarks} math"
+        )
+    if config.data_dir is None and local_only:
+        raise RecipeError(
+            f"{keys.data_dir}: required for {local_only} (no hub copy): set it to a folder laid out like "
+            f"../shared/data, or leave {local_only} out of {keys.benchmarks}"
         )
     if config.data_dir is not None and not Path(config.data_dir).is_dir():
-        raise RecipeError(f"{key}.data_dir: folder not found: {config.data_dir}")
+        raise RecipeError(f"{keys.data_dir}: folder not found: {config.data_dir}")
+    return names
 
 
 class BenchmarkIndex:
@@ -177,60 +191,24 @@ class ContaminationLog:
             for name, info in report["benchmarks"].items()
         ]
         rows.append(["any", "", "", report["dropped"]])
-        return format_table(["benchmark", "problems", f"{self.index.n}-grams", "rows dropped"], rows)
+        return aligned_table(["benchmark", "problems", f"{self.index.n}-grams", "rows dropped"], rows)
 
 
-def run_decontaminate(
-    inputs: list[str],
-    output: str,
-    problem_field: str = "problem",
-    benchmarks: list[str] = ("all",),
-    data_dir: str | None = None,
+def decontaminate_records(
+    inputs: list[tuple[str, list[dict]]],
+    problem_field: str,
+    names: list[str],
+    data_dir: str | None,
     n: int = DEFAULT_N,
-    split: str = "train",
-    name: str | None = None,
-    overwrite: bool = False,
-) -> dict:
-    """`ssp data decontaminate`: the input rows (unchanged) that share no n-gram with a benchmark, and the report."""
-    started = time.perf_counter()
-    check_output(output, overwrite, "--out")
-    if n < 1:
-        raise RecipeError(f"--n: must be >= 1, got {n}")
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise RecipeError(f"--data-dir: folder not found: {data_dir}")
-    names = resolve_benchmarks(list(benchmarks), "--benchmarks")
-    if data_dir is None and without_hub_copy(names):
-        local_only = ", ".join(without_hub_copy(names))
-        raise RecipeError(
-            f"--benchmarks: no hub copy of {local_only}; pass --data-dir (a folder laid out like ../shared/data) "
-            "or choose other benchmarks, e.g. --benchmarks math"
-        )
-    for path in inputs:
-        if looks_like_local_path(path) and not Path(path).expanduser().exists():
-            raise RecipeError(f"input {path}: file not found")
-    sources = [
-        DataSource(path=path, split=split, name=name, fields=FieldMap(problem=problem_field)) for path in inputs
-    ]
-    records = [read_records(source, f"input {source.path}") for source in sources]
-    for source, rows in zip(sources, records, strict=True):
-        for i, record in enumerate(rows):
-            if not isinstance(record.get(problem_field), str):
-                raise DataError(f"input {source.path}: row {i} has no text field {problem_field!r} (--field)")
-
-    index = BenchmarkIndex.load(names, data_dir, n)
-    log = ContaminationLog(index)
+) -> tuple[list[dict], ContaminationLog]:
+    """The records (unchanged, in order) whose `problem_field` shares no n-gram with the benchmarks `names`, and
+    the log of those dropped, each located by its input (the name paired with its records) and row."""
+    log = ContaminationLog(BenchmarkIndex.load(names, data_dir, n))
     kept = []
-    total = sum(len(rows) for rows in records)
-    with tqdm(total=total, desc="decontaminating") as progress:
-        for source, rows in zip(sources, records, strict=True):
+    with tqdm(total=sum(len(rows) for _, rows in inputs), desc="decontaminating") as progress:
+        for name, rows in inputs:
             for i, record in enumerate(rows):
-                if not log.is_contaminated(record[problem_field], {"input": source.path, "row": i}):
+                if not log.is_contaminated(record[problem_field], {"input": name, "row": i}):
                     kept.append(record)
                 progress.update()
-
-    report = {"inputs": list(inputs), "output": output, "rows_in": total, "rows_kept": len(kept), **log.report()}
-    report["seconds"] = round(time.perf_counter() - started, 2)
-    write_outputs(output, kept, report)
-    print(log.table())
-    print(f"kept {len(kept)} of {total} rows in {report['seconds']} s -> {output} (report: {report_path(output)})")
-    return report
+    return kept, log

@@ -1,4 +1,4 @@
-"""What the `ssp data` commands write: a JSONL file, its JSON report next to it, and a short console table."""
+"""What the `ssp data` commands write: a JSONL file and its JSON report next to it (console tables: ssp.tables)."""
 
 from __future__ import annotations
 
@@ -31,17 +31,3 @@ def write_outputs(output: str, rows: list[dict], report: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(path, rows)
     write_json(report_path(path), report)
-
-
-def format_table(header: list[str], rows: list[list]) -> str:
-    """A plain aligned table: the first column left-aligned, the others right-aligned."""
-    cells = [header] + [[str(value) for value in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = []
-    for row in cells:
-        parts = [row[0].ljust(widths[0])] + [
-            value.rjust(width) for value, width in zip(row[1:], widths[1:], strict=True)
-        ]
-        lines.append("  ".join(parts).rstrip())
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)

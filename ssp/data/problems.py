@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ssp.config import DataSource, RecipeError, check_source
+from ssp.config import DataSource, RecipeError
 from ssp.data.decontaminate import BenchmarkIndex, ContaminationLog, DecontaminateConfig, resolve_benchmarks
 from ssp.data.labels import LabelCounter, raw_label
 from ssp.data.records import DataError, read_records
+from ssp.recipe_checks import check_source
 from ssp.rewards.code import parse_tests
 from ssp.rewards.extract import last_boxed
 from ssp.rewards.math_answers import normalize_gold

@@ -16,7 +16,7 @@ import datasets
 from tqdm.auto import tqdm
 
 from ssp.config import DataSource, RecipeError
-from ssp.models import looks_like_local_path
+from ssp.recipe_checks import looks_like_local_path
 
 # One problem with its solutions is kilobytes; a line of megabytes is a dump or a blob, which would take minutes
 # and gigabytes to parse and tokenize before anything else failed.

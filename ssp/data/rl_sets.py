@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 from ssp.config import DataSource, RecipeError
 from ssp.data.decontaminate import DecontaminateConfig, check_config
-from ssp.data.outputs import check_output, format_table, report_path, write_outputs
+from ssp.data.outputs import check_output, report_path, write_outputs
 from ssp.data.problems import ProblemReader, check_sources, decontaminate, kind_of, kinds_of
 from ssp.rewards.code import LEETCODE_PRELUDE
+from ssp.tables import aligned_table
 
 
 @dataclass
@@ -67,7 +68,7 @@ def run_rl_set(config: RLSetConfig) -> dict:
     }
     report["seconds"] = round(time.perf_counter() - started, 2)
     write_outputs(config.output, rows, report)
-    print(format_table(["problems", "count"], [[name, value] for name, value in report["problems"].items()]))
-    print(format_table(["subdomain", "problems"], [[d, n] for d, n in report["by_subdomain"].items()]))
+    print(aligned_table(["problems", "count"], [[name, value] for name, value in report["problems"].items()]))
+    print(aligned_table(["subdomain", "problems"], [[d, n] for d, n in report["by_subdomain"].items()]))
     print(f"wrote {config.output} (report: {report_path(config.output)}) in {report['seconds']} s")
     return report

@@ -1,4 +1,5 @@
-"""Benchmark metrics from scored samples, and the report files: a markdown table and a pass@k plot.
+"""Benchmark metrics from scored samples, and their reports: results.md, a pass@k plot, and the test-split
+table that both stages print.
 
 Per benchmark: pass@1 as the mean over all samples with its standard error over problems, pass@k for
 k = 1, 2, 4, ... up to n (the unbiased estimator), maj@n (majority vote over extracted answers), mean response
@@ -17,13 +18,7 @@ from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global fig
 from ssp.evaluation.passk import pass_at_k
 from ssp.rewards.extract import last_code_block
 from ssp.rewards.math_answers import check_answers
-
-
-def table_lines(header: list[str], rows: list[list[str]]) -> list[str]:
-    """A Markdown table as lines: every results table ssp prints or writes."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
+from ssp.tables import markdown_lines
 
 
 def ks_up_to(n: int) -> list[int]:
@@ -134,21 +129,40 @@ def majority_correct_code(samples: list[list[dict]]) -> list[bool]:
 
 
 def markdown_table(results: dict) -> str:
-    lines = [
-        f"Model: `{results['model']}`",
-        "",
-        "| benchmark | problems | n | pass@1 (± s.e.) | pass@n | maj@n | mean length | truncated |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    """results.md: one row per benchmark, numbers in percent."""
+    header = ["benchmark", "problems", "n", "pass@1 (± s.e.)", "pass@n", "maj@n", "mean length", "truncated"]
+    rows = []
     for name, entry in results["benchmarks"].items():
         n = entry["samples_per_problem"]
-        lines.append(
-            f"| {name} | {entry['problems']} | {n} | {100 * entry['pass@1']:.1f} ± {100 * entry['pass@1_stderr']:.1f} "
-            f"| {100 * entry['pass@k'][str(n)]:.1f} | {100 * entry[f'maj@{n}']:.1f} | {entry['mean_length']:.0f} "
-            f"| {100 * entry['truncated']:.1f}% |"
+        rows.append(
+            [
+                name,
+                str(entry["problems"]),
+                str(n),
+                f"{100 * entry['pass@1']:.1f} ± {100 * entry['pass@1_stderr']:.1f}",
+                f"{100 * entry['pass@k'][str(n)]:.1f}",
+                f"{100 * entry[f'maj@{n}']:.1f}",
+                f"{entry['mean_length']:.0f}",
+                f"{100 * entry['truncated']:.1f}%",
+            ]
         )
+    lines = [f"Model: `{results['model']}`", "", *markdown_lines(header, rows)]
     lines += ["", "pass@1, pass@n and maj@n in percent; mean length in tokens."]
     return "\n".join(lines) + "\n"
+
+
+def test_table(test: dict[str, dict], ks: list[int]) -> list[str]:
+    """The test-split table of both stages: one row per model, its pass@k, greedy (when scored) and mean length."""
+    has_greedy = any("greedy" in entry for entry in test.values())
+    header = ["model"] + [f"pass@{k}" for k in ks] + (["greedy"] if has_greedy else []) + ["mean length"]
+    rows = []
+    for name, entry in test.items():
+        label = f"{name} ({entry['checkpoint']})" if "checkpoint" in entry else name
+        row = [label] + [f"{entry[f'pass@{k}']:.3f}" for k in ks]
+        if has_greedy:
+            row.append(f"{entry.get('greedy', float('nan')):.3f}")
+        rows.append(row + [f"{entry['mean_length']:.1f}"])
+    return markdown_lines(header, rows)
 
 
 def plot_pass_at_k(results: dict, path: str | Path) -> None:

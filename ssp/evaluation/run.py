@@ -23,13 +23,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ssp.config import RecipeError, check_model_path
+from ssp.config import RecipeError
 from ssp.data.benchmarks import benchmark_source, get_spec, load_benchmark
 from ssp.evaluation.report import benchmark_metrics, markdown_table, plot_pass_at_k
 from ssp.files import write_json, write_text
 from ssp.generation.backends import get_backend
 from ssp.generation.parallel import chunk_seed
 from ssp.generation.presets import resolve_sampling
+from ssp.recipe_checks import check_model_path
 from ssp.rewards.code import check_programs
 from ssp.rewards.extract import last_code_block
 from ssp.rewards.math_answers import check_answers, extract_answer

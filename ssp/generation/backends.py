@@ -29,7 +29,8 @@ from transformers import AutoModelForCausalLM, GenerationConfig
 from ssp.config import RecipeError, SamplingConfig
 from ssp.generation.sampling import Generations, sample
 from ssp.generation.vllm_cpu import prepare_vllm_cpu
-from ssp.models import load_model, load_tokenizer, looks_like_local_path, resolve_dtype, stop_token_ids
+from ssp.models import load_model, load_tokenizer, resolve_dtype, stop_token_ids
+from ssp.recipe_checks import looks_like_local_path
 
 BACKENDS = ("auto", "transformers", "vllm")
 # Sequences per transformers `generate` call on GPU: the eval defaults (64 prompts x n = 64) would put 4,096 long

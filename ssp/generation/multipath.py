@@ -22,18 +22,20 @@ from typing import Literal
 
 from tqdm.auto import tqdm
 
-from ssp.config import DataSource, RecipeError, SamplingConfig, check_model_path
+from ssp.config import DataSource, RecipeError, SamplingConfig
 from ssp.data.decontaminate import DecontaminateConfig, check_config, normalize_words
 from ssp.data.loading import chat_prompt
-from ssp.data.outputs import check_output, format_table, report_path, write_outputs
+from ssp.data.outputs import check_output, report_path, write_outputs
 from ssp.data.problems import ProblemReader, check_sources, decontaminate, kind_of, kinds_of
 from ssp.generation.backends import get_backend
 from ssp.models import load_tokenizer
+from ssp.recipe_checks import check_model_path
 from ssp.rewards.boxed import normalize_answer
 from ssp.rewards.code import LEETCODE_PRELUDE, check_programs
 from ssp.rewards.extract import last_boxed, last_code_block
 from ssp.rewards.math_answers import check_answers
 from ssp.sandbox import get_sandbox
+from ssp.tables import aligned_table
 
 REJECTIONS = ("too_long", "unparseable", "wrong", "unverifiable", "duplicate", "beyond_max_paths")
 CHECK_CHUNK = 512  # candidates per call to a checker (the progress bar moves after each)
@@ -308,10 +310,10 @@ def mark_too_long(problems: list[dict], tokenizer, max_tokens: int) -> None:
 
 def print_report(report: dict) -> None:
     problems, candidates = report["problems"], report["candidates"]
-    print(format_table(["problems", "count"], [[name, value] for name, value in problems.items()]))
-    print(format_table(["candidates", "count"], [[name, value] for name, value in candidates.items()]))
+    print(aligned_table(["problems", "count"], [[name, value] for name, value in problems.items()]))
+    print(aligned_table(["candidates", "count"], [[name, value] for name, value in candidates.items()]))
     rows = [[domain, c["problems"], c["paths"]] for domain, c in report["by_subdomain"].items()]
-    print(format_table(["subdomain", "problems", "paths"], rows))
+    print(aligned_table(["subdomain", "problems", "paths"], rows))
     histogram = ", ".join(f"{size}: {count}" for size, count in report["paths_per_problem"].items())
     print(f"paths per problem: {histogram}")
     print(f"wrote {report['output']} (report: {report_path(report['output'])}) in {report['seconds']} s")

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ssp.config import RecipeError, SamplingConfig, check_sampling
+from ssp.config import RecipeError, SamplingConfig
+from ssp.recipe_checks import check_sampling
 
 REPORT_MAX_NEW_TOKENS = 40_960
 

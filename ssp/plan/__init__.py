@@ -24,10 +24,11 @@ from pathlib import Path
 
 import yaml
 
-from ssp.config import RecipeError, load_recipe, resolve_stages
-from ssp.evaluation.report import table_lines
+from ssp.config import RecipeError, load_recipe
 from ssp.plan.formulas import DEVICES, HEADROOM_GIB, KNOWN_ARCHITECTURES, Architecture, Assumptions, find_architecture
 from ssp.plan.stages import StagePlan, count_problems, plan_generation, plan_rl_stage, plan_sft
+from ssp.signal.curriculum import resolve_stages, stage_key
+from ssp.tables import markdown_lines
 
 
 def split_arguments(arguments: list[str]) -> list[tuple[str, list[str]]]:
@@ -120,8 +121,7 @@ def _plan_one(recipe, stage: str, arch: Architecture, assumptions: Assumptions, 
         models = 3 if recipe.eval.base else 2
     else:
         for index, (name, rl) in enumerate(resolve_stages(recipe.rl, check_files=False)):
-            key = f"rl.stages.{index}" if recipe.rl.stages else "rl"
-            stages.append(plan_rl_stage(name, key, rl, arch, assumptions, usable))
+            stages.append(plan_rl_stage(name, stage_key(recipe.rl, index), rl, arch, assumptions, usable))
         models = len(stages) + (1 if recipe.eval.base else 0)
     test_problems = count_problems(recipe.data.test, task, assumptions, [])
     evaluation = plan_generation("eval", "eval", arch, assumptions, usable, test_problems, recipe.eval.sampling,
@@ -155,7 +155,7 @@ def plan_table(plan: dict) -> list[str]:
                  f"{report['dollars']:,}"])  # fmt: skip
     header = ["recipe", "stage", "tokens trained", "tokens generated", "EFLOPs", "peak GiB/GPU", "fits",
               "device-hours", "$"]  # fmt: skip
-    return table_lines(header, rows)
+    return markdown_lines(header, rows)
 
 
 def print_plan(plan: dict) -> None:

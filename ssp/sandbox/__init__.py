@@ -37,7 +37,6 @@ from ssp.sandbox.host import (
     get_sandbox,
     job_limits,
     sandbox_env,
-    sandbox_info,
     shutdown_sandbox,
     start_sandbox,
 )
@@ -48,7 +47,6 @@ __all__ = [
     "get_sandbox",
     "job_limits",
     "sandbox_env",
-    "sandbox_info",
     "shutdown_sandbox",
     "start_sandbox",
 ]

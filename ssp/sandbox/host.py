@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from ssp.sandbox import backends
@@ -217,12 +217,6 @@ def get_sandbox() -> Sandbox:
             print(_sandbox.isolation_line(why_not_bwrap), file=sys.stderr, flush=True)
             _announced_in = os.getpid()
         return _sandbox
-
-
-def sandbox_info() -> dict:
-    """Backend, isolation features and limits of the running sandbox (starts it if needed)."""
-    sandbox = get_sandbox()
-    return {"backend": sandbox.backend, "features": sandbox.features, "limits": asdict(sandbox.limits)}
 
 
 def shutdown_sandbox() -> None:

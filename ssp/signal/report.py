@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ssp.spectrum.report import test_table
+from ssp.evaluation.report import test_table
 
 
 def print_signal_table(evaluations: dict[str, dict], ks: list[int]) -> None:

@@ -14,17 +14,14 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import GenerationConfig
-from trl import GRPOConfig
 
-from ssp.config import RecipeError, RLSection, resolve_stages
+from ssp.config import RecipeError, RLSection
 from ssp.cost import CostMeter
 from ssp.data.loading import chat_prompt, load_split
 from ssp.evaluation.evaluate import evaluate_models
 from ssp.files import read_json, replace_dir, staging_path, write_json
-from ssp.generation.backends import vllm_available
 from ssp.generation.vllm_cpu import prepare_vllm_cpu
-from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer, stop_token_ids
+from ssp.models import count_parameters, load_model, load_tokenizer
 from ssp.resume import (
     TrainingCheckpoints,
     discard_partial_saves,
@@ -36,14 +33,14 @@ from ssp.resume import (
 )
 from ssp.rewards import get_reward
 from ssp.runs import (
-    checkpointing_args,
     distributed_state,
     free_device_memory,
     materialize_base_model,
     planned_positions,
     prepare_output_dir,
-    trainer_distributed_args,
 )
+from ssp.signal.config import build_mgpo_config, check_stage_trl, uses_vllm
+from ssp.signal.curriculum import resolve_stages, stage_key
 from ssp.signal.report import print_signal_table
 from ssp.signal.trainer import MGPOTrainer
 
@@ -74,7 +71,7 @@ def check_context_budget(recipe, stages: list[tuple[str, RLSection]], positions:
         return
     for index, (name, rl) in enumerate(stages):
         if rl.max_completion_length >= positions:
-            key = f"rl.stages.{index}" if recipe.rl.stages else "rl"
+            key = stage_key(recipe.rl, index)
             raise RecipeError(
                 f"{key}.max_completion_length: {rl.max_completion_length:,} tokens plus the prompt do not fit the "
                 f"model's context of {positions:,} positions (stage {name}); raise "
@@ -85,74 +82,6 @@ def check_context_budget(recipe, stages: list[tuple[str, RLSection]], positions:
             f"eval.sampling.max_new_tokens: {recipe.eval.sampling.max_new_tokens:,} new tokens plus the prompt do not "
             f"fit the model's context of {positions:,} positions; raise model.context.max_position_embeddings"
         )
-
-
-def stop_generation_kwargs(model_path: str, use_vllm: bool) -> dict:
-    """TRL's rollouts stop at every id in the model's generation config (written there by
-    `ssp.models.prepare_initial_model`, the chat template's end of turn among them). TRL's transformers path reads
-    that list itself; vLLM gets it as `stop_token_ids` as well, rather than relying on its own reading."""
-    if not use_vllm:
-        return {}
-    tokenizer = load_tokenizer(model_path)
-    generation = GenerationConfig.from_pretrained(model_path)
-    return {"stop_token_ids": stop_token_ids(tokenizer, generation)}
-
-
-def uses_vllm(rl: RLSection) -> bool:
-    return vllm_available() if rl.use_vllm is None else rl.use_vllm
-
-
-def build_grpo_config(
-    rl: RLSection,
-    stage_dir: Path,
-    run_name: str,
-    seed: int,
-    timeout_minutes: float = 120.0,
-    model_path: str | None = None,
-) -> GRPOConfig:
-    """TRL's config for one stage, built from the stage's settings."""
-    use_vllm = uses_vllm(rl)
-    extra = dict(rl.trl)
-    if model_path is not None:
-        stops = stop_generation_kwargs(model_path, use_vllm)
-        extra["generation_kwargs"] = {**stops, **(extra.get("generation_kwargs") or {})}
-    return GRPOConfig(
-        output_dir=str(stage_dir / "checkpoints"),
-        max_steps=rl.max_steps,
-        learning_rate=rl.learning_rate,
-        lr_scheduler_type=rl.lr_scheduler_type,
-        warmup_steps=rl.warmup_ratio,  # a float < 1 is a fraction of the total steps
-        weight_decay=rl.weight_decay,
-        per_device_train_batch_size=rl.per_device_train_batch_size,
-        gradient_accumulation_steps=rl.gradient_accumulation_steps,
-        num_generations=rl.num_generations,
-        max_completion_length=rl.max_completion_length,
-        temperature=rl.temperature,
-        top_p=rl.top_p,
-        top_k=rl.top_k,
-        beta=rl.beta,
-        epsilon=rl.epsilon,
-        loss_type=rl.loss_type,
-        scale_rewards=rl.scale_rewards,
-        mask_truncated_completions=rl.mask_truncated_completions,
-        reward_weights=list(rl.rewards.values()),
-        use_vllm=use_vllm,
-        vllm_mode=rl.vllm_mode,
-        bf16=bf16_supported() if rl.bf16 is None else rl.bf16,
-        **checkpointing_args(rl.gradient_checkpointing),
-        logging_steps=rl.logging_steps,
-        save_strategy="steps" if rl.save_every else "no",
-        save_steps=rl.save_every or 500,
-        save_only_model=False,  # the optimizer, scheduler and RNG states too: a killed stage resumes (ssp.resume)
-        report_to=rl.report_to or "none",
-        run_name=run_name,
-        deepspeed=rl.deepspeed,
-        seed=seed,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        log_completions=False,
-        **trainer_distributed_args(timeout_minutes),
-        **extra,
-    )
 
 
 def token_counters(trainer: MGPOTrainer) -> dict:
@@ -179,7 +108,7 @@ def train_stage(
     parameters = count_parameters(model)  # before ZeRO-3 partitions the parameters
     if uses_vllm(rl) and not torch.cuda.is_available():
         prepare_vllm_cpu()  # vLLM's CPU build; see ssp.generation.vllm_cpu
-    args = build_grpo_config(rl, stage_dir, f"{Path(recipe.output_dir).name}-{name}", recipe.seed,
+    args = build_mgpo_config(rl, stage_dir, f"{Path(recipe.output_dir).name}-{name}", recipe.seed,
                              recipe.distributed_timeout_minutes, model_path)  # fmt: skip
     trainer = MGPOTrainer(
         model=model,
@@ -187,7 +116,6 @@ def train_stage(
         args=args,
         train_dataset=rl_dataset(rows, recipe.data.system_prompt),
         processing_class=tokenizer,
-        mgpo_lambda=rl.mgpo_lambda,
     )
 
     # The token counters live on the trainer, not in transformers' state: they travel with each training state.
@@ -217,16 +145,25 @@ def train_stage(
     return metrics
 
 
+def signal_stages(recipe) -> list[tuple[str, RLSection]]:
+    """The curriculum of `recipe` (`ssp.signal.curriculum`), each stage's `trl` keys checked against TRL's
+    GRPOConfig: everything about the RL section that can be checked before any work."""
+    stages = resolve_stages(recipe.rl)
+    for index, (_, rl) in enumerate(stages):
+        check_stage_trl(rl, stage_key(recipe.rl, index))
+    return stages
+
+
 def run_signal(recipe) -> dict | None:
     """Run the signal stage; returns the summary on the main process, None on the others. Rerun on the same output
     folder, it continues an interrupted run: finished stages are skipped, the current one resumes (`ssp.resume`)."""
     state = distributed_state(recipe.distributed_timeout_minutes)
     meter = CostMeter.from_config(recipe.cost)
-    stages = resolve_stages(recipe.rl)
+    stages = signal_stages(recipe)
     data = recipe.data
     stage_rows = {}
     for index, (name, rl) in enumerate(stages):
-        key = f"rl.stages.{index}.data" if recipe.rl.stages else "rl.data"
+        key = f"{stage_key(recipe.rl, index)}.data"
         stage_rows[name] = load_split(rl.data, recipe.task, key, data.prompt_template)
     test_rows = load_split(data.test, recipe.task, "data.test", data.prompt_template)
     initial = resolve_initial_model(recipe.model.name_or_path)

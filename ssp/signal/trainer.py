@@ -8,8 +8,11 @@ weighted advantages of a real step independently.
 
 p is each completion's own correctness: a dataset column `correctness_reward` names, per row, the reward function
 whose score of 1 means correct (math rows `math_verify`, code rows `code_tests`), so a stage that mixes math and
-code weights each group by its own domain's accuracy. Rows without the column use the trainer's
+code weights each group by its own domain's accuracy. Rows without the column use the config's
 `correctness_reward`.
+
+The trainer reads its settings (`mgpo_lambda`, `correctness_reward`) from its `args`, an `MGPOConfig`
+(ssp.signal.config), as GRPOTrainer reads GRPO's from a GRPOConfig.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import torch
 from trl import GRPOTrainer
 
+from ssp.signal.config import MGPOConfig
 from ssp.signal.mgpo import mgpo_weight
 
 
@@ -27,20 +31,19 @@ def group_accuracy(correctness: torch.Tensor, group_size: int) -> torch.Tensor:
 
 
 class MGPOTrainer(GRPOTrainer):
-    """`GRPOTrainer` plus MGPO weighting. `mgpo_lambda = 0` leaves every advantage exactly as GRPO computes it."""
+    """`GRPOTrainer` plus MGPO weighting. `args.mgpo_lambda = 0` leaves every advantage exactly as GRPO computes it.
+    `args.mgpo_lambda` is checked where it is used (`mgpo_weight`); a recipe's is checked as it loads."""
 
-    def __init__(self, *args, mgpo_lambda: float, correctness_reward: str | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        if mgpo_lambda < 0:
-            raise ValueError(f"rl.mgpo_lambda must be >= 0, got {mgpo_lambda}")
-        if correctness_reward is None and len(self.reward_func_names) == 1:
-            correctness_reward = self.reward_func_names[0]
-        if correctness_reward is not None and correctness_reward not in self.reward_func_names:
-            raise ValueError(
-                f"correctness reward {correctness_reward!r} is not among the rewards {self.reward_func_names}"
-            )
-        self.mgpo_lambda = mgpo_lambda
-        self.default_correctness = correctness_reward
+    def __init__(self, model, reward_funcs, args: MGPOConfig, **kwargs):
+        if not isinstance(args, MGPOConfig):
+            raise TypeError(f"MGPOTrainer's args is an MGPOConfig (ssp.signal.config), got {type(args).__name__}")
+        super().__init__(model, reward_funcs, args, **kwargs)
+        correctness = args.correctness_reward
+        if correctness is None and len(self.reward_func_names) == 1:
+            correctness = self.reward_func_names[0]
+        if correctness is not None:
+            self._reward_column(correctness)  # an unknown default is refused now, not at the first step
+        self.default_correctness = correctness
         self._gathered_rewards: torch.Tensor | None = None
         self.tokens_generated = 0  # completion tokens sampled, all processes
         self.tokens_trained = 0  # prompt + completion tokens the policy was trained on, all processes
@@ -56,7 +59,7 @@ class MGPOTrainer(GRPOTrainer):
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
         correctness = self._gathered_rewards.gather(1, self._correctness_columns(inputs)[:, None]).squeeze(1)
         p = group_accuracy(correctness, group_size)
-        weights = mgpo_weight(p, self.mgpo_lambda).to(output["advantages"].dtype)
+        weights = mgpo_weight(p, self.args.mgpo_lambda).to(output["advantages"].dtype)
         per_completion = weights.repeat_interleave(group_size)
         local = output["advantages"].shape[0]
         process_slice = slice(self.accelerator.process_index * local, (self.accelerator.process_index + 1) * local)
@@ -71,16 +74,16 @@ class MGPOTrainer(GRPOTrainer):
 
     def _correctness_columns(self, inputs) -> torch.Tensor:
         """For every completion of every process (the gathered order), the column of its correctness reward."""
-        columns = []
-        for example in inputs:
-            name = example.get("correctness_reward") or self.default_correctness
-            if name not in self.reward_func_names:
-                raise ValueError(
-                    f"a row's correctness reward {name!r} is not among the rewards {self.reward_func_names}"
-                )
-            columns.append(self.reward_func_names.index(name))
+        columns = [self._reward_column(example.get("correctness_reward") or self.default_correctness)
+                   for example in inputs]  # fmt: skip
         local = torch.tensor(columns, dtype=torch.long, device=self._gathered_rewards.device)
         return self.accelerator.gather(local)
+
+    def _reward_column(self, name: str | None) -> int:
+        """The column of reward `name` among the trainer's rewards, which must hold it."""
+        if name not in self.reward_func_names:
+            raise ValueError(f"correctness reward {name!r} is not among the rewards {self.reward_func_names}")
+        return self.reward_func_names.index(name)
 
     def _log_mgpo(self, mode: str, p: torch.Tensor, weights: torch.Tensor, per_completion: torch.Tensor) -> None:
         """Weights, the distribution of p, and the advantages TRL logged replaced by the weighted ones."""

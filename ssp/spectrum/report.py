@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssp.evaluation.report import table_lines
+from ssp.evaluation.report import test_table
 from ssp.files import write_text
+from ssp.tables import markdown_lines
 
 
 def probe_table(probe: dict[str, dict[str, dict]], ks: list[int]) -> list[str]:
@@ -15,25 +16,12 @@ def probe_table(probe: dict[str, dict[str, dict]], ks: list[int]) -> list[str]:
         for domain, metrics in per_domain.items():
             if domain != "all":
                 rows.append([checkpoint, domain] + [f"{metrics[f'pass@{k}']:.3f}" for k in ks])
-    return table_lines(["checkpoint", "subdomain"] + [f"pass@{k}" for k in ks], rows)
+    return markdown_lines(["checkpoint", "subdomain"] + [f"pass@{k}" for k in ks], rows)
 
 
 def selection_table(selection: dict[str, dict], key: str) -> list[str]:
     rows = [[d, s["checkpoint"], f"{s['score']:.3f}", f"{s['weight']:.3f}"] for d, s in selection.items()]
-    return table_lines(["subdomain", "selected checkpoint", key, "merge weight"], rows)
-
-
-def test_table(test: dict[str, dict], ks: list[int]) -> list[str]:
-    has_greedy = any("greedy" in entry for entry in test.values())
-    header = ["model"] + [f"pass@{k}" for k in ks] + (["greedy"] if has_greedy else []) + ["mean length"]
-    rows = []
-    for name, entry in test.items():
-        label = f"{name} ({entry['checkpoint']})" if "checkpoint" in entry else name
-        row = [label] + [f"{entry[f'pass@{k}']:.3f}" for k in ks]
-        if has_greedy:
-            row.append(f"{entry.get('greedy', float('nan')):.3f}")
-        rows.append(row + [f"{entry['mean_length']:.1f}"])
-    return table_lines(header, rows)
+    return markdown_lines(["subdomain", "selected checkpoint", key, "merge weight"], rows)
 
 
 def print_probe_table(probe: dict[str, dict[str, dict]], ks: list[int]) -> None:

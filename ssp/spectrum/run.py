@@ -15,7 +15,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 from trl import SFTConfig, SFTTrainer
 
-from ssp.config import RecipeError
+from ssp.config import RecipeError, SFTSection
 from ssp.cost import CostMeter
 from ssp.data.loading import data_summary, load_split, sft_examples
 from ssp.evaluation.evaluate import evaluate_model, evaluate_models
@@ -31,6 +31,7 @@ from ssp.resume import (
     step_of,
 )
 from ssp.runs import (
+    check_trl_keys,
     checkpointing_args,
     distributed_state,
     free_device_memory,
@@ -71,10 +72,10 @@ def check_context_budget(recipe, positions: int | None) -> None:
         )
 
 
-def build_sft_config(recipe, checkpoints_dir: Path) -> SFTConfig:
-    """TRL's config, built here from the recipe's `sft` section (never stored in the recipe)."""
+def sft_settings(recipe, checkpoints_dir: Path) -> dict:
+    """The SFTConfig fields ssp sets from the recipe's `sft` section and its own choices; `sft.trl` adds others."""
     sft = recipe.sft
-    return SFTConfig(
+    return dict(
         output_dir=str(checkpoints_dir),
         max_steps=sft.max_steps,
         num_train_epochs=sft.num_train_epochs,
@@ -99,8 +100,12 @@ def build_sft_config(recipe, checkpoints_dir: Path) -> SFTConfig:
         include_num_input_tokens_seen="non_padding",
         dataloader_pin_memory=torch.cuda.is_available(),
         **trainer_distributed_args(recipe.distributed_timeout_minutes),
-        **sft.trl,
     )
+
+
+def build_sft_config(recipe, checkpoints_dir: Path) -> SFTConfig:
+    """TRL's config, built here from the recipe's `sft` section (never stored in the recipe)."""
+    return SFTConfig(**sft_settings(recipe, checkpoints_dir), **recipe.sft.trl)
 
 
 def probe_checkpoints(recipe, checkpoints: list[Path], probe_rows: list[dict], meter: CostMeter, out: Path) -> dict:
@@ -191,6 +196,7 @@ def run_spectrum(recipe) -> dict | None:
     folder, it continues an interrupted run: every step below skips the work it finds complete (`ssp.resume`)."""
     state = distributed_state(recipe.distributed_timeout_minutes)
     meter = CostMeter.from_config(recipe.cost)  # an unpriced device fails here, before any work
+    check_trl_keys(recipe.sft.trl, "sft.trl", SFTConfig, SFTSection, sft_settings(recipe, Path()))
     data = recipe.data
     train_rows = load_split(data.train, recipe.task, "data.train", data.prompt_template, for_training=True)
     probe_rows = load_split(data.probe, recipe.task, "data.probe", data.prompt_template)

@@ -129,10 +129,10 @@ def test_the_isolation_line_names_what_the_machine_refused_in_one_line():
 PRINT_FEATURES = (
     "import json\n"
     "from ssp.rewards.code import check_program\n"
-    "from ssp.sandbox import get_sandbox, sandbox_info\n"
+    "from ssp.sandbox import get_sandbox\n"
     "get_sandbox()\n"
     "assert check_program('print(input())', [{'input': 'a', 'output': 'a'}]).passed\n"
-    "print(json.dumps(sandbox_info()['features']))\n"
+    "print(json.dumps(get_sandbox().features))\n"
 )
 
 

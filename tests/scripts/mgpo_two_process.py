@@ -14,7 +14,7 @@ from datasets import Dataset
 
 from ssp.config import RLSection
 from ssp.models import load_model, load_tokenizer
-from ssp.signal.run import build_grpo_config
+from ssp.signal.config import build_mgpo_config
 from ssp.signal.trainer import MGPOTrainer
 
 
@@ -33,14 +33,14 @@ def main(model_dir: str, out: str) -> None:
         mgpo_lambda=1.5,
     )
     prompts = [{"prompt": [{"role": "user", "content": f"Compute {i}+{i}."}]} for i in range(12)]
+    args = build_mgpo_config(rl, Path(out), "t", 0)  # mgpo_lambda comes from the section
+    args.correctness_reward = "first_rank_correct"
     trainer = MGPOTrainer(
         model=load_model(model_dir),
         reward_funcs=[first_rank_correct],
-        args=build_grpo_config(rl, Path(out), "t", 0),
+        args=args,
         train_dataset=Dataset.from_list(prompts),
         processing_class=load_tokenizer(model_dir),
-        mgpo_lambda=rl.mgpo_lambda,
-        correctness_reward="first_rank_correct",
     )
     records = []
     original = trainer._generate_and_score_completions
