@@ -15,7 +15,6 @@ folder is written beside its target and renamed into place (`ssp.files`):
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import shutil
@@ -26,6 +25,7 @@ import yaml
 from transformers import TrainerCallback
 
 from ssp.coerce import RecipeError
+from ssp.config import dump_recipe
 from ssp.files import read_json, replace_dir, staging_path, write_json
 
 # Keys whose change does not change a run's results: logging, and how long a rank may wait at a barrier.
@@ -67,7 +67,7 @@ def first_changed_key(stored: dict, current: dict) -> tuple[str, object, object]
 
 def recipe_as_stored(recipe) -> dict:
     """The recipe as `recipe.yaml` holds it (YAML types: lists, not tuples)."""
-    return yaml.safe_load(yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
+    return yaml.safe_load(dump_recipe(recipe))
 
 
 def check_same_recipe(recipe, out: Path) -> None:

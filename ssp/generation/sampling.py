@@ -25,10 +25,6 @@ class Generations:
         return sum(sum(lengths) for lengths in self.lengths)
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 @torch.no_grad()
 def sample(
     model,
