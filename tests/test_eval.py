@@ -9,10 +9,12 @@ from ssp.data.loading import DataError
 from ssp.evaluation import report
 from ssp.evaluation import run as eval_run
 from ssp.evaluation.report import answer_classes, ks_up_to, majority_correct_math
-from ssp.evaluation.run import EvalSettings, SandboxFailure, run_eval
+from ssp.evaluation.run import EvalSettings, run_eval
 from ssp.generation.backends import TransformersBackend
 from ssp.generation.parallel import chunk_seed
 from ssp.generation.sampling import Generations
+from ssp.rewards import scoring
+from ssp.rewards.scoring import SandboxFailure
 from ssp.sandbox import host as sandbox
 from ssp.sandbox.pool import TaskFailure, WorkerStartError
 
@@ -260,7 +262,7 @@ def test_a_sandbox_that_does_not_start_stops_the_run_before_the_model_loads(tmp_
     def no_backend(*args, **kwargs):
         raise AssertionError("a backend was created")
 
-    monkeypatch.setattr(eval_run, "get_sandbox", no_sandbox)
+    monkeypatch.setattr(scoring, "get_sandbox", no_sandbox)
     monkeypatch.setattr(eval_run, "get_backend", no_backend)
     data_dir = str(write_data(tmp_path / "data"))
     args = ["eval", "--model", "fake-org/m", "--benchmarks", "humaneval", "--data-dir", data_dir]

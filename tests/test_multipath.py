@@ -335,7 +335,7 @@ def test_math_verify_timeouts_are_reported_as_unverifiable(tmp_path, monkeypatch
     def check_answers(texts, golds):
         return [MathResult(status == "correct", status, "1") for status, _ in zip(statuses, texts, strict=False)]
 
-    monkeypatch.setattr("ssp.generation.multipath.check_answers", check_answers)
+    monkeypatch.setattr("ssp.rewards.scoring.check_answers", check_answers)
     rows = [
         {"problem": "p", "answer": "1", "domain": "algebra", "solution": [f"\\boxed{{1}} ({i})" for i in range(4)]}
     ]
@@ -360,7 +360,7 @@ def test_a_failing_sandbox_stops_with_one_line_and_writes_nothing(tmp_path, teac
             for _ in programs
         ]
 
-    monkeypatch.setattr("ssp.generation.multipath.check_programs", broken)
+    monkeypatch.setattr("ssp.rewards.code.check_programs", broken)
     recipe = recipe_file(tmp_path, *teacher_files)
     assert main(["data", "multipath", recipe, "decontaminate.enabled=false"]) == 2
     err = capsys.readouterr().err
@@ -372,7 +372,7 @@ def test_a_failing_sandbox_stops_with_one_line_and_writes_nothing(tmp_path, teac
     def unavailable():
         raise WorkerStartError("probe program failed: no user namespaces")
 
-    monkeypatch.setattr("ssp.generation.multipath.get_sandbox", unavailable)
+    monkeypatch.setattr("ssp.rewards.scoring.get_sandbox", unavailable)
     assert main(["data", "multipath", recipe, "decontaminate.enabled=false"]) == 2
     err = capsys.readouterr().err
     assert "ssp: error: the code sandbox cannot start (probe program failed: no user namespaces)" in err

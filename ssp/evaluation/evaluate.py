@@ -14,33 +14,16 @@ from ssp.evaluation.passk import pass_at_k
 from ssp.generation.backends import get_backend
 from ssp.generation.parallel import chunk_count, chunk_seed, spread, world
 from ssp.generation.sampling import Generations
-from ssp.rewards import get_reward
+from ssp.rewards.scoring import score
 from ssp.runs import free_device_memory
 
 
 def score_rows(rows: list[dict], completions: list[list[str]]) -> list[list[bool]]:
-    """Binary correctness of every completion, scored with each row's reward (one batched call per reward)."""
-    correct: list[list[bool]] = [[] for _ in rows]
-    by_reward: dict[str, list[int]] = defaultdict(list)
-    for index, row in enumerate(rows):
-        by_reward[row["reward"]].append(index)
-    for name, indices in by_reward.items():
-        # A column goes to the reward when any of its rows has it (None for the others), one entry per completion.
-        present = [c for c in ("answer", "tests", "prelude", "domain") if any(c in rows[i] for i in indices)]
-        flat_completions, columns = [], {column: [] for column in present}
-        for index in indices:
-            for completion in completions[index]:
-                flat_completions.append(completion)
-                for column in present:
-                    columns[column].append(rows[index].get(column))
-        scores = get_reward(name)(flat_completions, **columns)
-        position = 0
-        for index in indices:
-            count = len(completions[index])
-            # A reward of None means "not applicable"; only a full score counts as correct.
-            correct[index] = [s is not None and s >= 1.0 for s in scores[position : position + count]]
-            position += count
-    return correct
+    """Binary correctness of every completion, scored with each row's reward (`ssp.rewards.scoring.score`).
+
+    A code sandbox failure scores wrong here, as it always has in probing and the stages' evaluations."""
+    scores = score(rows, completions, raise_on_sandbox_error=False)
+    return [[s.correct for s in row_scores] for row_scores in scores]
 
 
 def summarize(rows: list[dict], correct: list[list[bool]], ks: list[int], generations: Generations) -> dict:

@@ -31,14 +31,8 @@ from ssp.generation.backends import get_backend
 from ssp.generation.parallel import chunk_seed
 from ssp.generation.presets import resolve_sampling
 from ssp.recipe_checks import check_model_path
-from ssp.rewards.code import check_programs
-from ssp.rewards.extract import last_code_block
-from ssp.rewards.math_answers import check_answers, extract_answer
-from ssp.sandbox import get_sandbox
-
-
-class SandboxFailure(RecipeError):
-    """The code sandbox did not start or failed while scoring: code results would be wrong, so the run stops."""
+from ssp.rewards.math_answers import extract_answer
+from ssp.rewards.scoring import SandboxFailure, Score, score, start_code_sandbox
 
 
 @dataclass
@@ -109,15 +103,15 @@ def run_eval(settings: EvalSettings) -> dict:
             chunk = chunks[name][c]
             prompts = [[{"role": "user", "content": row["prompt"]}] for row in chunk]
             generations = backend.generate(prompts, sampling, seed=chunk_seed(settings.seed, name, c), desc=name)
-            scores = score_chunk(spec.kind, chunk, generations.texts)
+            scores = _score_chunk(chunk, generations.texts)
             with path.open("a") as file:
                 for i, row in enumerate(chunk):
                     for j, text in enumerate(generations.texts[i]):
                         record = {"id": row["id"], "sample": j, "completion": text}
                         if spec.kind == "math":
                             record.update(answer=extract_answer(text), gold=row["answer"])
-                        correct, status = scores[i][j]
-                        record.update(correct=correct, status=status, length=generations.lengths[i][j])
+                        sample = scores[i][j]
+                        record.update(correct=sample.correct, status=sample.status, length=generations.lengths[i][j])
                         record["truncated"] = generations.truncated[i][j]
                         file.write(json.dumps(record) + "\n")
                 file.flush()
@@ -134,40 +128,24 @@ def run_eval(settings: EvalSettings) -> dict:
     return results
 
 
-def score_chunk(kind: str, rows: list[dict], texts: list[list[str]]) -> list[list[tuple[bool, str]]]:
-    """(correct, status) of every sample of `rows`: math-verify's status for math (correct, wrong, no_answer,
-    too_long, timeout, error), the sandbox's for code (ok, wrong, timeout, error, no_code, ...; ssp.rewards.code).
-    A sandbox failure raises SandboxFailure: scored as wrong, it would silently turn a broken sandbox into zeros."""
-    flat = [(i, text) for i, group in enumerate(texts) for text in group]
-    if kind == "math":
-        results = check_answers([text for _, text in flat], [rows[i]["answer"] for i, _ in flat])
-        scores = [(result.correct, result.status) for result in results]
-    else:
-        programs = [last_code_block(text) for _, text in flat]
-        results = check_programs(
-            programs, [rows[i]["tests"] for i, _ in flat], preludes=[rows[i]["prelude"] for i, _ in flat]
-        )
-        for (i, _), result in zip(flat, results, strict=True):
-            if result.status == "sandbox_error":
-                reason = (result.message.splitlines() or ["no detail"])[0][:200]
-                raise SandboxFailure(
-                    f"the code sandbox failed while scoring {rows[i]['id']} ({reason}); nothing of this chunk was "
-                    f"written, so rerunning with the same --out resumes here (docs/sandbox.md)"
-                )
-        scores = [(result.passed, result.status) for result in results]
-    by_row: list[list[tuple[bool, str]]] = [[] for _ in rows]
-    for (i, _), score in zip(flat, scores, strict=True):
-        by_row[i].append(score)
-    return by_row
+def _score_chunk(rows: list[dict], texts: list[list[str]]) -> list[list[Score]]:
+    """The score of every sample of `rows` (`ssp.rewards.scoring`); a sandbox failure stops the run, in words that
+    say how to resume."""
+    try:
+        return score(rows, texts)
+    except SandboxFailure as failure:
+        raise failure.reworded(
+            f"the code sandbox failed while scoring {failure.row['id']} ({failure.reason}); nothing of this chunk was "
+            f"written, so rerunning with the same --out resumes here (docs/sandbox.md)"
+        ) from None
 
 
 def _start_sandbox() -> None:
     try:
-        get_sandbox()  # starts the process-wide sandbox and runs a probe program through it
-    except (RuntimeError, OSError, ValueError) as exc:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise SandboxFailure(
-            f"the code sandbox does not start ({reason}); code benchmarks need it (docs/sandbox.md)"
+        start_code_sandbox()
+    except SandboxFailure as failure:
+        raise failure.reworded(
+            f"the code sandbox does not start ({failure.reason}); code benchmarks need it (docs/sandbox.md)"
         ) from None
 
 

@@ -30,11 +30,8 @@ from ssp.data.problems import ProblemReader, check_sources, decontaminate, kind_
 from ssp.generation.backends import get_backend
 from ssp.models import load_tokenizer
 from ssp.recipe_checks import check_model_path
-from ssp.rewards.boxed import normalize_answer
-from ssp.rewards.code import LEETCODE_PRELUDE, check_programs
-from ssp.rewards.extract import last_boxed, last_code_block
-from ssp.rewards.math_answers import check_answers
-from ssp.sandbox import get_sandbox
+from ssp.rewards.code import LEETCODE_PRELUDE
+from ssp.rewards.scoring import SandboxFailure, Score, score, start_code_sandbox
 from ssp.tables import aligned_table
 
 REJECTIONS = ("too_long", "unparseable", "wrong", "unverifiable", "duplicate", "beyond_max_paths")
@@ -86,10 +83,6 @@ def check_multipath_config(config: MultipathConfig) -> None:
     if config.tokenizer is not None:
         check_model_path(config.tokenizer, "tokenizer")
     check_config(config.decontaminate, kinds_of(config.sources))
-
-
-class SandboxError(RecipeError):
-    """The code sandbox cannot check candidates (the CLI prints it as one line)."""
 
 
 def jaccard(a: set[str], b: set[str]) -> float:
@@ -149,63 +142,39 @@ def verify(problems: list[dict]) -> list[list[str]]:
     with tqdm(total=len(items), desc="checking candidates") as progress:
         for start in range(0, len(items), CHECK_CHUNK):
             chunk = items[start : start + CHECK_CHUNK]
-            by_reward: dict[str, list[tuple[int, int]]] = {}
-            for p, c in chunk:
-                by_reward.setdefault(problems[p]["reward"], []).append((p, c))
-            for reward, pairs in by_reward.items():
-                texts = [problems[p]["candidates"][c] for p, c in pairs]
-                found = check_candidates(reward, [problems[p] for p, _ in pairs], texts)
-                for (p, c), status in zip(pairs, found, strict=True):
-                    statuses[p][c] = status
+            # One row per candidate: the scorer checks the chunk's candidates of each reward in one call.
+            texts = [[problems[p]["candidates"][c]] for p, c in chunk]
+            scores = check_candidates([problems[p] for p, _ in chunk], texts)
+            for (p, c), (found,) in zip(chunk, scores, strict=True):
+                statuses[p][c] = rejection(problems[p]["reward"], found)
             progress.update(len(chunk))
     return statuses
 
 
-def check_candidates(reward: str, problems: list[dict], texts: list[str]) -> list[str]:
-    """The status of each text as a solution of its problem, checked with the problem's reward."""
-    if reward == "code_tests":
-        programs = [last_code_block(text) for text in texts]
-        tests = [problem["tests"] for problem in problems]
-        results = check_programs(programs, tests, preludes=[problem["prelude"] for problem in problems])
-        failures = [result for result in results if result.status == "sandbox_error"]
-        if failures:
-            # A broken sandbox would reject every candidate as wrong: stop instead of writing an empty set.
-            detail = failures[0].message.splitlines()[0] if failures[0].message else "no detail"
-            raise SandboxError(
-                f"the code sandbox failed on {len(failures)} of {len(results)} candidates ({detail}); "
-                "see docs/sandbox.md for what it needs"
-            )
-        return [_code_status(result.status) for result in results]
-    if reward == "math_verify":
-        results = check_answers(texts, [problem["answer"] for problem in problems])
-        return [_math_status(result.status) for result in results]
-    # boxed_match: the embedded task's exact answers
-    boxed = [last_boxed(text) for text in texts]
-    golds = [normalize_answer(problem["answer"]) for problem in problems]
-    return [
-        "unparseable" if b is None else "correct" if normalize_answer(b) == gold else "wrong"
-        for b, gold in zip(boxed, golds, strict=True)
-    ]
-
-
-def _math_status(status: str) -> str:
-    # timeout / error: math-verify could not decide, which says nothing about the candidate.
-    statuses = {"correct": "correct", "no_answer": "unparseable", "too_long": "too_long"}
-    return statuses.get(status, "unverifiable" if status in ("timeout", "error") else "wrong")
-
-
-def start_code_sandbox() -> None:
-    """Start the code sandbox before any sampling, so a machine without one stops in one line, early."""
+def check_candidates(problems: list[dict], candidates: list[list[str]]) -> list[list[Score]]:
+    """The score of each problem's candidates with the problem's reward; a sandbox failure stops the build, since it
+    would reject every code candidate as wrong."""
     try:
-        get_sandbox()
-    except (RuntimeError, OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        message = f"the code sandbox cannot start ({reason}); see docs/sandbox.md for what it needs"
-        raise SandboxError(message) from None
+        return score(problems, candidates)
+    except SandboxFailure as failure:
+        raise failure.reworded(
+            f"the code sandbox failed on {failure.failed} of {failure.scored} candidates ({failure.reason}); "
+            "see docs/sandbox.md for what it needs"
+        ) from None
 
 
-def _code_status(status: str) -> str:
-    return {"ok": "correct", "no_code": "unparseable", "syntax_error": "unparseable"}.get(status, "wrong")
+def rejection(reward: str, found: Score) -> str:
+    """A candidate's status from its score: correct, unparseable, too_long, unverifiable or wrong."""
+    if found.correct:
+        return "correct"
+    if found.status in ("no_answer", "no_code", "syntax_error"):
+        return "unparseable"
+    if found.status == "too_long":
+        return "too_long"
+    # math-verify timing out or failing says nothing about the candidate (a program's timeout or error does).
+    if reward == "math_verify" and found.status in ("timeout", "error"):
+        return "unverifiable"
+    return "wrong"
 
 
 def sample_candidates(config: MultipathConfig, problems: list[dict]) -> int:

@@ -362,6 +362,20 @@ def check_program(program: str, tests, timeout: float = DEFAULT_TIMEOUT, *, prel
     return check_programs([program], [tests], timeout, preludes=[prelude])[0]
 
 
+def check_responses(responses, tests, preludes=None, timeout: float = DEFAULT_TIMEOUT) -> list[CodeResult | None]:
+    """Run the last python block of each response (`last_code_block`) against its tests; None where the tests are
+    None (the row has no code to check). `preludes` is one per response or one string (or None) for all."""
+    responses, tests = list(responses), list(tests)
+    preludes = list(preludes) if isinstance(preludes, (list, tuple)) else [preludes] * len(responses)
+    rows = [i for i, t in enumerate(tests) if t is not None]
+    programs = [last_code_block(completion_text(responses[i])) for i in rows]
+    found = check_programs(programs, [tests[i] for i in rows], timeout, preludes=[preludes[i] for i in rows])
+    results: list[CodeResult | None] = [None] * len(responses)
+    for i, result in zip(rows, found, strict=True):
+        results[i] = result
+    return results
+
+
 def code_tests(completions, tests, **kwargs) -> list[float | None]:
     """TRL reward: 1.0 when the last python block of the completion passes all its tests, else 0.0.
 
@@ -369,15 +383,7 @@ def code_tests(completions, tests, **kwargs) -> list[float | None]:
     every row) and takes `timeout=` via functools.partial. With TRL's `log_metric` it logs the share of each status
     (`rewards/code_tests/timeout`, ...). Other keyword arguments are ignored.
     """
-    completions, tests = list(completions), list(tests)
-    prelude = kwargs.get("prelude")
-    preludes = list(prelude) if isinstance(prelude, (list, tuple)) else [prelude] * len(completions)
-    timeout = kwargs.get("timeout", DEFAULT_TIMEOUT)
-    rows = [i for i, t in enumerate(tests) if t is not None]
-    programs = [last_code_block(completion_text(completions[i])) for i in rows]
-    results = check_programs(programs, [tests[i] for i in rows], timeout, preludes=[preludes[i] for i in rows])
-    rewards: list[float | None] = [None] * len(completions)
-    for i, result in zip(rows, results, strict=True):
-        rewards[i] = float(result.passed)
-    log_status_shares(kwargs.get("log_metric"), "code_tests", [r.status for r in results], STATUSES)
-    return rewards
+    results = check_responses(completions, tests, kwargs.get("prelude"), kwargs.get("timeout", DEFAULT_TIMEOUT))
+    statuses = [result.status for result in results if result is not None]
+    log_status_shares(kwargs.get("log_metric"), "code_tests", statuses, STATUSES)
+    return [None if result is None else float(result.passed) for result in results]
