@@ -86,3 +86,12 @@ def test_a_model_of_unknown_shape_is_a_one_line_error(capsys):
         plan_recipes([str(RL_RECIPE)], Assumptions())
     assert main(["plan", "sft.max_steps=3"]) == 2
     assert "comes before any recipe" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("split", ["train", "probe", "test"])
+def test_a_data_file_the_stages_cannot_read_is_the_same_one_line_error(tmp_path, capsys, split):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"problem": "\xff"}\n')
+    assert main(["plan", str(SFT_RECIPE), f"data.{split}.0.path={bad}"]) == 2
+    not_utf8 = "line 1 is not UTF-8 text (byte 0xff at column 14); convert the file to UTF-8"
+    assert capsys.readouterr().err.strip().splitlines() == [f"ssp: error: data.{split}.0: {bad} {not_utf8}"]

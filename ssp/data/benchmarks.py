@@ -22,7 +22,8 @@ import datasets
 
 from ssp.config import DataSource
 from ssp.data.records import DataError, read_records
-from ssp.rewards.code import LEETCODE_PRELUDE, livecodebench_tests, parse_tests
+from ssp.data.rows import checked_prelude, checked_tests, gold_answer, problem_text
+from ssp.rewards.code import LEETCODE_PRELUDE, livecodebench_tests
 
 # The report's prompt suffix for math (DESIGN.md, "Data hygiene and evaluation").
 MATH_INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
@@ -58,8 +59,8 @@ class BenchmarkSpec:
     id_columns: tuple[str, ...] = ("id",)
     solution_columns: tuple[str, ...] = ("solution",)
     date_columns: tuple[str, ...] = ("contest_date", "release_date", "date")
-    # How the gold answer is normalised: latex (stripped text), integer (AIME's zero-padded strings), number
-    # (floats such as 27.0 -> "27"), gsm8k (the text after "####", without thousands commas).
+    # How the gold answer is written, for ssp.rewards.math_answers.normalize_gold: latex (the text), integer (AIME's
+    # zero-padded strings), number (floats such as 27.0 -> "27"), gsm8k (the text after "####", without commas).
     answer_format: str = "latex"
     prompt_template: str = MATH_TEMPLATE  # `{problem}` is the problem; `{starter}` the code shown with it (code)
     starter_prompt_template: str = ""  # code rows that come with starter code use this template instead
@@ -272,23 +273,23 @@ def _column(record: dict, columns: tuple[str, ...], where: str, field: str, requ
 
 
 def _row(spec: BenchmarkSpec, record: dict, index: int, raw_id, where: str) -> dict:
+    """One benchmark row; its fields are checked as `ssp.data.rows` checks a data source's."""
     problem = _column(record, spec.problem_columns, where, "problem")
-    if not isinstance(problem, str) or not problem.strip():
-        raise DataError(f"{where}: field {spec.problem_columns[0]!r} (problem) must be a non-empty string")
+    problem_text(problem, f"{where}: field {spec.problem_columns[0]!r} (problem)")
     row_id = f"{spec.name}-{index if raw_id is None else raw_id}"
     row = {"id": row_id, "problem": problem}
     if spec.kind == "math":
         solution = _column(record, spec.solution_columns, where, "solution", required=False)
         gold = _column(record, spec.answer_columns, where, "answer")
-        row["answer"] = normalize_answer(gold, spec.answer_format, where)
+        row["answer"] = gold_answer(gold, spec.answer_format, f"{where}: field 'answer'")
+        if row["answer"] is None:
+            raise DataError(f"{where}: field 'answer' is empty")
         row["solutions"] = [solution] if isinstance(solution, str) else []
         row["prompt"] = spec.prompt_template.replace("{problem}", problem)
     else:
         tests, prelude, solution, starter = _code_fields(spec, record, problem, where)
-        try:
-            parse_tests(tests)
-        except ValueError as exc:
-            raise DataError(f"{where}: field 'tests' is not usable: {exc}") from None
+        checked_tests(tests, f"{where}: field 'tests' is not usable")
+        checked_prelude(prelude, f"{where}: field 'prelude'")
         template = spec.starter_prompt_template if starter and spec.starter_prompt_template else spec.prompt_template
         row.update(tests=tests, prelude=prelude, solutions=[solution] if solution else [])
         row["prompt"] = template.replace("{starter}", starter).replace("{problem}", problem)
@@ -330,29 +331,6 @@ def _code_fields(spec: BenchmarkSpec, record: dict, problem: str, where: str) ->
             raise DataError(f"{where}: field 'tests' is not usable: {exc}") from None
         return tests, LEETCODE_PRELUDE, None, starter
     raise ValueError(f"{spec.name}: unknown tests_format {spec.tests_format!r}")
-
-
-def normalize_answer(gold, answer_format: str, where: str) -> str:
-    """The gold answer as one string: what is stored in a row's `answer` and compared by math-verify."""
-    text = str(gold).strip()
-    try:
-        if answer_format == "integer":
-            return str(int(text))
-        if answer_format == "number":
-            value = float(text)
-            return str(int(value)) if value.is_integer() else text
-        if answer_format == "gsm8k":
-            if "####" not in text:
-                raise ValueError("no '####' before the final answer")
-            return text.rsplit("####", 1)[1].strip().replace(",", "")
-    except ValueError as exc:
-        raise DataError(f"{where}: field 'answer' {text[:40]!r} is not an {answer_format} answer: {exc}") from None
-    if answer_format != "latex":
-        raise ValueError(f"unknown answer_format {answer_format!r}")
-    text = text.strip("$").strip()
-    if not text:
-        raise DataError(f"{where}: field 'answer' is empty")
-    return text
 
 
 def _as_date(value, name: str, option: str) -> date | None:

@@ -2,9 +2,10 @@
 `ssp eval` (`path: benchmark:<name>`) into one row shape.
 
 A row is `{"id", "problem", "prompt", "solutions": [str, ...], "answer", "domain", "reward"}` plus `"tests"` (and
-`"prelude"`) for code; `prompt` is the user turn.
-Several rows with the same problem text are one problem with several solution paths. Malformed rows stop the
-run before any work, with an error naming the source, the row and the field.
+`"prelude"`) for code; `prompt` is the user turn. Files and hub datasets are read by `ssp.data.rows` (its rules:
+records of one problem text are one problem with several solution paths, gold answers normalised, tests and
+preludes checked). Malformed rows stop the run before any work, with an error naming the source, the row and the
+field.
 """
 
 from __future__ import annotations
@@ -14,70 +15,12 @@ from collections import defaultdict
 from ssp.config import DataSource, TaskConfig
 from ssp.data import synthetic
 from ssp.data.benchmarks import BENCHMARK_PREFIX, load_benchmark
-from ssp.data.records import DataError, read_records
-from ssp.rewards.extract import last_boxed
-
-
-def _field(record: dict, column: str, name: str, where: str, required: bool = True):
-    if column not in record or record[column] is None:
-        if required:
-            raise DataError(f"{where} has no field {column!r} (fields.{name})")
-        return None
-    return record[column]
-
-
-def normalize_records(records: list[dict], source: DataSource, key: str, for_training: bool) -> list[dict]:
-    """Map raw records onto rows, grouping records of the same problem into one multi-path row."""
-    fields = source.fields
-    by_problem: dict[str, dict] = {}
-    for index, record in enumerate(records):
-        where = f"{key}: row {index}"
-
-        problem = _field(record, fields.problem, "problem", where)
-        if not isinstance(problem, str) or not problem.strip():
-            raise DataError(f"{where}: field {fields.problem!r} must be a non-empty string")
-        solutions: list[str] = []
-        if fields.solution and (for_training or fields.solution in record):
-            raw_solution = _field(record, fields.solution, "solution", where)
-            solutions = [raw_solution] if isinstance(raw_solution, str) else raw_solution
-            if not isinstance(solutions, list) or not all(isinstance(s, str) and s.strip() for s in solutions):
-                raise DataError(f"{where}: field {fields.solution!r} must be a string or a list of strings")
-        elif for_training:
-            raise DataError(f"{key}.fields.solution: training data needs a solution column")
-        tests = _field(record, fields.tests, "tests", where) if fields.tests else None
-        prelude = _field(record, fields.prelude, "prelude", where) if fields.prelude else None
-        if prelude is not None and not isinstance(prelude, str):
-            raise DataError(f"{where}: field {fields.prelude!r} must be a string of code")
-        answer = _field(record, fields.answer, "answer", where, required=False) if fields.answer else None
-        if answer is None and solutions:
-            answer = last_boxed(solutions[0])
-        if answer is None and tests is None and not for_training:  # scoring needs one; SFT does not
-            raise DataError(f"{where} has no answer: no field {fields.answer!r} and no \\boxed{{}} in a solution")
-        domain = source.domain
-        if fields.domain and fields.domain in record and record[fields.domain] is not None:
-            domain = str(record[fields.domain])
-        if source.domain_map:
-            domain = source.domain_map.get(domain, "")
-            if not domain:
-                continue  # unmapped labels are not part of any subdomain
-        if not domain:
-            raise DataError(f"{where}: no domain (field {fields.domain!r}) and {key}.domain is not set")
-        if source.domains and domain not in source.domains:
-            continue
-        row = by_problem.get(problem)
-        if row is None:
-            row = {"problem": problem, "solutions": [], "answer": None if answer is None else str(answer)}
-            row.update({"domain": domain, "reward": source.reward})
-            if tests is not None:
-                row["tests"] = tests
-            if prelude:
-                row["prelude"] = prelude
-            by_problem[problem] = row
-        row["solutions"].extend(s for s in solutions if s not in row["solutions"])
-    return list(by_problem.values())
+from ssp.data.records import DataError
+from ssp.data.rows import RowReader, keep_rows
 
 
 def load_source(source: DataSource, task: TaskConfig, key: str, for_training: bool) -> list[dict]:
+    """The rows of one source (`key`: its recipe key, named in errors), at most `limit` problems per domain."""
     if source.path == "synthetic":
         splits = synthetic.make_splits(
             seed=task.seed,
@@ -87,25 +30,20 @@ def load_source(source: DataSource, task: TaskConfig, key: str, for_training: bo
             probe_size=task.probe_size,
             test_size=task.test_size,
         )
-        rows = [dict(row, reward=source.reward) for row in splits[source.split]]
-        if source.domains:
-            rows = [row for row in rows if row["domain"] in source.domains]
+        rows = keep_rows([dict(row, reward=source.reward) for row in splits[source.split]], source)
     elif source.path.startswith(BENCHMARK_PREFIX):  # a benchmark of `ssp eval`: its rows, prompts and reward
         name = source.path[len(BENCHMARK_PREFIX) :]
         try:
             rows = load_benchmark(name, source.data_dir)
         except DataError as exc:
             raise DataError(f"{key}.path: {exc}") from None
+        rows = keep_rows(rows, source)
     else:
-        rows = normalize_records(read_records(source, key), source, key, for_training)
-    if source.limit is not None:  # at most `limit` problems per domain, in order
-        kept: dict[str, int] = defaultdict(int)
-        limited = []
-        for row in rows:
-            if kept[row["domain"]] < source.limit:
-                kept[row["domain"]] += 1
-                limited.append(row)
-        rows = limited
+        if for_training and not source.fields.solution:
+            raise DataError(f"{key}.fields.solution: training data needs a solution column")
+        # Training needs solutions and no gold; probing, evaluation and RL score the rows, so they need a gold.
+        reader = RowReader(needs_solutions=for_training, needs_gold=not for_training)
+        rows = reader.read_source(source, key)
     if not rows:
         raise DataError(f"{key}: no rows left (check {key}.domains, domain_map and limit)")
     return rows

@@ -115,7 +115,7 @@ def _plan_one(recipe, stage: str, arch: Architecture, assumptions: Assumptions, 
         sft = plan_sft(recipe, arch, assumptions, usable)
         stages.append(sft)
         checkpoints = math.ceil(sft.steps / recipe.sft.save_every)
-        probe_problems = count_problems(recipe.data.probe, task, assumptions, sft.notes)
+        probe_problems = count_problems(recipe.data.probe, task, assumptions, sft.notes, "data.probe")
         stages.append(plan_generation("probe", "probe", arch, assumptions, usable, probe_problems,
                                       recipe.probe.sampling, checkpoints, recipe.probe.backend))  # fmt: skip
         models = 3 if recipe.eval.base else 2
@@ -123,7 +123,7 @@ def _plan_one(recipe, stage: str, arch: Architecture, assumptions: Assumptions, 
         for index, (name, rl) in enumerate(resolve_stages(recipe.rl, check_files=False)):
             stages.append(plan_rl_stage(name, stage_key(recipe.rl, index), rl, arch, assumptions, usable))
         models = len(stages) + (1 if recipe.eval.base else 0)
-    test_problems = count_problems(recipe.data.test, task, assumptions, [])
+    test_problems = count_problems(recipe.data.test, task, assumptions, [], "data.test")
     evaluation = plan_generation("eval", "eval", arch, assumptions, usable, test_problems, recipe.eval.sampling,
                                  models, recipe.eval.backend)  # fmt: skip
     stages.append(evaluation)

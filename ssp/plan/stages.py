@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssp.config import RecipeError
 from ssp.data.benchmarks import BENCHMARK_PREFIX, BENCHMARKS
+from ssp.data.records import read_records
 from ssp.plan.formulas import (
     CHARS_PER_TOKEN,
     DEVICES,
@@ -65,22 +65,20 @@ def _fits(plan: StagePlan, usable: float, what: str, fix: str) -> None:
         plan.problems.append(f"{what}: {plan.peak_gib:.1f} GiB per GPU > {usable:.1f} GiB usable; {fix}")
 
 
-def _local_records(source) -> list[dict] | None:
+def _local_records(source, key: str) -> list[dict] | None:
+    """The records of a local JSONL or JSON file, read as the stages read them (a file they cannot read is the
+    same one-line error, naming `key`); None for anything else, which the plan does not open."""
     path = Path(source.path).expanduser()
-    if source.path == "synthetic" or not path.is_file():
+    if source.path == "synthetic" or not path.is_file() or path.suffix not in (".jsonl", ".json"):
         return None
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    if path.suffix == ".json":
-        data = json.loads(path.read_text())
-        return next(iter(data.values())) if isinstance(data, dict) and len(data) == 1 else data
-    return None
+    return read_records(source, key)
 
 
-def count_problems(sources, task, assumptions: Assumptions, notes: list[str]) -> int:
+def count_problems(sources, task, assumptions: Assumptions, notes: list[str], key: str) -> int:
+    """Problems in `sources` (the recipe's `key`, e.g. `data.test`): counted in local files, else assumed."""
     total = 0
-    for source in sources:
-        records = _local_records(source)
+    for i, source in enumerate(sources):
+        records = _local_records(source, f"{key}.{i}")
         if source.path == "synthetic":
             count = {"train": task.train_size, "probe": task.probe_size * len(task.domains)}.get(
                 source.split, task.test_size * len(task.domains)
@@ -105,8 +103,8 @@ def count_problems(sources, task, assumptions: Assumptions, notes: list[str]) ->
 def sft_data_size(recipe, assumptions: Assumptions, notes: list[str]) -> tuple[int, float]:
     """(examples, mean tokens per example) of the SFT set."""
     examples, characters, counted = 0, 0, True
-    for source in recipe.data.train:
-        records = _local_records(source)
+    for i, source in enumerate(recipe.data.train):
+        records = _local_records(source, f"data.train.{i}")
         if records is None:
             counted = False
             break

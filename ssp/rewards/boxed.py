@@ -5,8 +5,9 @@ from __future__ import annotations
 from ssp.rewards.extract import completion_text, last_boxed
 
 
-def normalize_answer(answer: str) -> str:
-    """Strip spaces, `$`, and a trailing period; integers compare by value so `025` == `25` and `+3` == `3`."""
+def exact_match_key(answer: str) -> str:
+    """The string two answers must share to match: spaces, `$` and a trailing period dropped; integers compare by
+    value, so `025` == `25` and `+3` == `3`."""
     text = answer.strip().strip("$").strip().rstrip(".").replace(" ", "")
     try:
         return str(int(text))
@@ -19,5 +20,5 @@ def boxed_match(completions, answer, **kwargs) -> list[float]:
     scores = []
     for completion, gold in zip(completions, answer, strict=True):
         predicted = last_boxed(completion_text(completion))
-        scores.append(float(predicted is not None and normalize_answer(predicted) == normalize_answer(str(gold))))
+        scores.append(float(predicted is not None and exact_match_key(predicted) == exact_match_key(str(gold))))
     return scores

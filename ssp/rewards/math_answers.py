@@ -66,17 +66,37 @@ def extract_answer(response: str) -> str | None:
     return answer or None
 
 
-def normalize_gold(gold) -> str | None:
-    """Gold answers as datasets store them -> one LaTeX/number string; None when the row has no gold answer.
+def normalize_gold(gold, answer_format: str = "auto") -> str | None:
+    """A gold answer as a dataset stores it -> the one string math-verify compares; None when the row has none.
 
-    Numbers become their text (`27.0`), a GSM8K solution its text after the last `####`, a gold that is itself a
-    boxed solution its last boxed content; surrounding `$` are dropped.
+    `answer_format` says how the dataset writes its golds:
+    - `auto`, any dataset: a GSM8K solution becomes its text after the last `####`, a boxed solution its last box,
+      a number its text (`27.0`); LaTeX thousands spacing (`1\\,000`) is dropped;
+    - `latex`: the text as it is;
+    - `integer`: an integer without its zero padding (AIME's `025` -> `25`);
+    - `number`: a float, integral ones as integers (`27.0` -> `27`);
+    - `gsm8k`: the text after `####`, without thousands commas.
+    Surrounding `$` are dropped (auto, latex); an empty gold is None. A gold that is not of its format (or a bool)
+    raises ValueError, which the data loaders turn into an error naming the row.
     """
     if gold is None:
         return None
     if isinstance(gold, bool):
-        raise TypeError("a gold answer cannot be a bool")
+        raise ValueError("a gold answer cannot be a bool")
     text = str(gold).strip()
+    if answer_format == "integer":
+        return str(int(text))
+    if answer_format == "number":
+        value = float(text)
+        return str(int(value)) if value.is_integer() else text
+    if answer_format == "gsm8k":
+        if "####" not in text:
+            raise ValueError("no '####' before the final answer")
+        return text.rsplit("####", 1)[1].strip().replace(",", "") or None
+    if answer_format == "latex":
+        return text.strip("$").strip() or None
+    if answer_format != "auto":
+        raise ValueError(f"unknown answer_format {answer_format!r}")
     if "####" in text:
         text = text.rsplit("####", 1)[1]
     boxed = last_boxed(text)
