@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from ssp import recipe_checks
 from ssp.coerce import (
     AT_LEAST_1,
     FRACTION,
@@ -27,7 +28,6 @@ from ssp.coerce import (
     apply_override,
     from_dict,
 )
-from ssp.recipe_checks import validate
 
 # Field ranges (ssp.coerce) beyond the shared ones.
 STEPS_OR_EPOCHS = {"range": (lambda value: value > 0 or value == -1, "positive, or -1 to use num_train_epochs")}
@@ -262,10 +262,94 @@ class Recipe:
     rl: RLSection = field(default_factory=RLSection)
 
 
+# The data commands' and `ssp eval`'s schemas: their checks need the benchmark table and run when the command
+# starts (`check_multipath_config`, `check_rl_set_config`, `check_config`, `run_eval`).
+
+DEFAULT_N = 10  # words per n-gram of decontamination
+
+
+@dataclass
+class DecontaminateConfig:
+    """The decontamination step of `ssp data multipath` and `ssp data rl`."""
+
+    enabled: bool = True
+    benchmarks: list[str] = field(default_factory=list)  # names or groups (all, math, code); empty: the data's kinds
+    data_dir: str | None = None  # benchmark files in the layout of ../shared/data; null: load them from the hub
+    n: int = DEFAULT_N
+
+
+@dataclass
+class MultipathConfig:
+    """`ssp data multipath RECIPE` (docs/data.md)."""
+
+    output: str = ""  # the JSONL written; the report goes next to it as <stem>.report.json
+    overwrite: bool = False
+    seed: int = 0
+    sources: list[DataSource] = field(default_factory=list)  # problems, with candidates in `fields.solution`
+    model: str | None = None  # also sample `sampling.n` candidates per problem with this model
+    backend: Literal["auto", "transformers", "vllm"] = "auto"  # auto: vLLM when importable and a GPU is present
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    tensor_parallel_size: int = field(default=1, metadata=AT_LEAST_1)  # vLLM only
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    prompt_template: str = "{problem}"
+    system_prompt: str | None = None
+    max_paths: int = field(default=4, metadata=AT_LEAST_1)  # P: paths kept per problem
+    similarity_n: int = field(default=3, metadata=AT_LEAST_1)  # word n-grams compared between two paths of one problem
+    duplicate_threshold: float = field(
+        default=0.7, metadata=PROBABILITY
+    )  # Jaccard similarity at or above which a path duplicates an earlier one
+    max_tokens: int | None = field(
+        default=None, metadata=AT_LEAST_1
+    )  # longer candidates are rejected; counted with `tokenizer`
+    tokenizer: str | None = None  # for max_tokens; default: `model`
+    leetcode_prelude: bool = False  # code problems without their own prelude get ssp.rewards.code.LEETCODE_PRELUDE
+    decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
+
+
+@dataclass
+class RLSetConfig:
+    """`ssp data rl RECIPE` (docs/data.md)."""
+
+    output: str = ""  # the JSONL written; the report goes next to it as <stem>.report.json
+    overwrite: bool = False
+    sources: list[DataSource] = field(default_factory=list)  # problems with an answer (math) or tests (code)
+    leetcode_prelude: bool = False  # code problems without their own prelude get ssp.rewards.code.LEETCODE_PRELUDE
+    decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
+
+
+@dataclass
+class EvalSettings:
+    """`ssp eval`'s settings, from its command line (docs/evaluation.md)."""
+
+    model: str
+    benchmarks: list[str]
+    out: str = "runs/eval"
+    preset: str | None = None  # None: each benchmark's own preset (math or code, the report's protocol)
+    overrides: dict = field(default_factory=dict)  # sampling fields replacing the preset's, e.g. {"n": 4}
+    limit: int | None = None  # the first N problems of each benchmark
+    data_dir: str | None = None  # read every benchmark from here (the layout of ../shared/data); None: the hub
+    since: str | None = None  # release-date window of dated benchmarks (lcb)
+    until: str | None = None
+    backend: str = "auto"
+    tensor_parallel_size: int = 1
+    dtype: str = "auto"
+    seed: int = 0
+
+
+# The schemas read from a YAML recipe, each with its checks across keys and on disk (ssp.recipe_checks).
+CHECKS = {
+    Recipe: recipe_checks.validate,
+    MultipathConfig: recipe_checks.check_multipath,
+    RLSetConfig: recipe_checks.check_rl_set,
+}
+
+
 def load_recipe(path: str | Path, overrides: list[str] = (), schema: type = Recipe, check_files: bool = True):
-    """Read a YAML recipe, apply dotted `key=value` overrides and return the typed, validated recipe.
-    `check_files=False` skips the checks that data files, model folders and DeepSpeed configs exist (`ssp plan`
-    reads recipes before their data is built)."""
+    """Read a YAML recipe of `schema` (a key of `CHECKS`), apply dotted `key=value` overrides and return it typed
+    and checked. `check_files=False` skips the checks that data files, model folders and DeepSpeed configs exist
+    (`ssp plan` reads recipes before their data is built)."""
+    if schema not in CHECKS:
+        raise TypeError(f"{schema.__name__} is not a recipe schema (known: {', '.join(s.__name__ for s in CHECKS)})")
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe not found: {path}")
@@ -278,8 +362,7 @@ def load_recipe(path: str | Path, overrides: list[str] = (), schema: type = Reci
     for override in overrides:
         apply_override(raw, override)
     recipe = from_dict(schema, raw)
-    if schema is Recipe:  # other schemas (the `ssp data` commands) are checked by the command that reads them
-        validate(recipe, check_files)
+    CHECKS[schema](recipe, check_files)
     return recipe
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ssp.coerce import RecipeError, check_ranges
-from ssp.rewards import REWARDS
+from ssp.rewards import REWARDS, is_code
 
 if TYPE_CHECKING:  # the schema imports this module to validate what it loads
-    from ssp.config import ContextConfig, DataSource, Recipe, SamplingConfig
+    from ssp.config import ContextConfig, DataSource, MultipathConfig, Recipe, RLSetConfig, SamplingConfig
 
 
 def validate(recipe: Recipe, check_files: bool = True) -> None:
@@ -109,3 +109,59 @@ def _check_ks(sampling: SamplingConfig, ks: list[int], section: str) -> None:
 def _check_context(context: ContextConfig) -> None:
     if context.rope_scaling is not None and "rope_type" not in context.rope_scaling:
         raise RecipeError("model.context.rope_scaling: needs a rope_type (e.g. yarn, linear, dynamic)")
+
+
+# -- the data commands' recipes (`ssp data multipath | rl`); their benchmark names are checked as the command starts,
+# with the benchmark table (`ssp.data.decontaminate.check_config`)
+
+
+def check_multipath(config: MultipathConfig, check_files: bool = True) -> None:
+    check_output(config.output, config.overwrite)
+    check_sources(config.sources, "sources")
+    if config.model is not None and check_files:
+        check_model_path(config.model, "model")
+    if "{problem}" not in config.prompt_template:
+        raise RecipeError("prompt_template: must contain {problem}")
+    if config.max_tokens is not None and (config.tokenizer or config.model) is None:
+        raise RecipeError("max_tokens: set tokenizer (or model) to count tokens with")
+    if config.tokenizer is not None and check_files:
+        check_model_path(config.tokenizer, "tokenizer")
+
+
+def check_rl_set(config: RLSetConfig, check_files: bool = True) -> None:
+    check_output(config.output, config.overwrite)
+    check_sources(config.sources, "sources")
+    if len({is_code(source.reward) for source in config.sources}) > 1:
+        # `ssp rl` scores a file with one reward; code and math are separate curriculum stages.
+        raise RecipeError("sources: mixes math and code rewards; write one set per kind (one file per RL stage)")
+
+
+def report_path(output: str | Path) -> Path:
+    """`data/sft/math.jsonl` -> `data/sft/math.report.json`."""
+    return Path(output).with_suffix(".report.json")
+
+
+def check_output(output: str, overwrite: bool, key: str = "output") -> None:
+    """Refuse, before any work, an output that is not JSONL or that exists (unless `overwrite`)."""
+    if not output:
+        raise RecipeError(f"{key}: required (the JSONL file to write), e.g. {key}=data/train.jsonl")
+    path = Path(output)
+    if path.suffix != ".jsonl":
+        raise RecipeError(f"{key}: {output} must end in .jsonl")
+    for existing in (path, report_path(path)):
+        if existing.exists() and not overwrite:
+            raise RecipeError(f"{key}: {existing} already exists; choose another or pass overwrite=true")
+
+
+def check_sources(sources: list[DataSource], key: str) -> None:
+    if not sources:
+        raise RecipeError(f"{key}: at least one source is required")
+    for i, source in enumerate(sources):
+        if source.path == "synthetic":
+            raise RecipeError(f"{key}.{i}.path: a file or hub dataset is required (the synthetic task is built in)")
+        check_source(source, f"{key}.{i}")
+        if not is_code(source.reward) and not source.fields.answer and not source.fields.solution:
+            raise RecipeError(
+                f"{key}.{i}.fields: math problems need an answer: set fields.answer, or fields.solution to take "
+                "the last \\boxed{} of each row's first solution"
+            )

@@ -74,9 +74,10 @@ def ssp_imports(path: Path) -> list[tuple[int, str]]:
     """(line, module) of every import of an ssp module in the file, at any depth."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module] if node.module.split(".")[0] == "ssp" else []
-            found += [(node.lineno, name) for name in names]
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "ssp":  # from ssp import files
+            found += [(node.lineno, f"ssp.{alias.name}") for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module.split(".")[0] == "ssp":
+            found.append((node.lineno, node.module))
         elif isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names if alias.name.split(".")[0] == "ssp"]
     return found

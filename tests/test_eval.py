@@ -4,12 +4,13 @@ import math
 import pytest
 
 from ssp.cli import main
+from ssp.config import EvalSettings
 from ssp.data.benchmarks import BENCHMARKS, MATH_INSTRUCTION
 from ssp.data.loading import DataError
 from ssp.evaluation import report
 from ssp.evaluation import run as eval_run
 from ssp.evaluation.report import answer_classes, ks_up_to, majority_correct_math
-from ssp.evaluation.run import EvalSettings, run_eval
+from ssp.evaluation.run import run_eval
 from ssp.generation.backends import TransformersBackend
 from ssp.generation.parallel import chunk_seed
 from ssp.generation.sampling import Generations

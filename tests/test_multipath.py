@@ -8,11 +8,11 @@ import yaml
 from transformers import AutoTokenizer
 
 from ssp.cli import main
-from ssp.config import load_recipe
+from ssp.config import MultipathConfig, RLSetConfig, load_recipe
 from ssp.data.labels import MATH_SUBDOMAINS
-from ssp.data.rl_sets import RLSetConfig, check_rl_set_config
+from ssp.data.rl_sets import check_rl_set_config
 from ssp.data.synthetic import make_splits
-from ssp.generation.multipath import MultipathConfig, check_multipath_config, select_paths
+from ssp.generation.multipath import check_multipath_config, select_paths
 from ssp.rewards.code import LEETCODE_PRELUDE, CodeResult
 from ssp.rewards.math_answers import MathResult
 from ssp.sandbox.pool import WorkerStartError

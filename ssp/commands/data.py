@@ -5,13 +5,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ssp.config import DataSource, RecipeError, load_recipe
-from ssp.data.decontaminate import DEFAULT_N, DecontaminateConfig, SettingKeys, check_config, decontaminate_records
-from ssp.data.outputs import check_output, report_path, write_outputs
+from ssp.config import (
+    DEFAULT_N,
+    DataSource,
+    DecontaminateConfig,
+    MultipathConfig,
+    RecipeError,
+    RLSetConfig,
+    load_recipe,
+)
+from ssp.data.decontaminate import SettingKeys, check_config, decontaminate_records
+from ssp.data.outputs import write_outputs
 from ssp.data.records import DataError, read_records
-from ssp.data.rl_sets import RLSetConfig, run_rl_set
-from ssp.generation.multipath import MultipathConfig, run_multipath
-from ssp.recipe_checks import looks_like_local_path
+from ssp.data.rl_sets import run_rl_set
+from ssp.generation.multipath import run_multipath
+from ssp.recipe_checks import check_output, looks_like_local_path, report_path
 
 FLAGS = SettingKeys(n="--n", benchmarks="--benchmarks", data_dir="--data-dir", flags=True)
 """`ssp data decontaminate`'s names for the settings that recipes call decontaminate.n, .benchmarks, .data_dir."""

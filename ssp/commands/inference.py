@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ssp.commands import kept_on_interrupt
+from ssp.config import EvalSettings
 from ssp.data.benchmarks import BENCHMARKS
-from ssp.evaluation.run import EvalSettings, run_eval
+from ssp.evaluation.run import run_eval
 from ssp.generation.backends import BACKENDS
 from ssp.generation.presets import PRESETS, resolve_sampling
 from ssp.inference import REASONING_INSTRUCTIONS, InferenceEngine

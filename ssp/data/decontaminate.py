@@ -12,30 +12,19 @@ those without a hub copy (`spec.hub_id` None) need `data_dir`, which is checked 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ssp.config import RecipeError
+from ssp.config import DEFAULT_N, DecontaminateConfig, RecipeError
 from ssp.data.benchmarks import BENCHMARKS, load_benchmark
 from ssp.tables import aligned_table
 
-DEFAULT_N = 10
 GROUPS = ("all", "math", "code")
 """Names that stand for several benchmarks: every benchmark, or those of one kind."""
 
 _SEPARATORS = re.compile(r"[\W_]+")  # anything that is not a letter or a digit
-
-
-@dataclass
-class DecontaminateConfig:
-    """The decontamination step of `ssp data multipath` and `ssp data rl`."""
-
-    enabled: bool = True
-    benchmarks: list[str] = field(default_factory=list)  # names or groups (all, math, code); empty: the data's kinds
-    data_dir: str | None = None  # benchmark files in the layout of ../shared/data; null: load them from the hub
-    n: int = DEFAULT_N
 
 
 def normalize_words(text: str) -> list[str]:

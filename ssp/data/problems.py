@@ -13,25 +13,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ssp.config import DataSource, RecipeError
-from ssp.data.decontaminate import BenchmarkIndex, ContaminationLog, DecontaminateConfig, resolve_benchmarks
+from ssp.config import DataSource, DecontaminateConfig
+from ssp.data.decontaminate import BenchmarkIndex, ContaminationLog, resolve_benchmarks
 from ssp.data.labels import LabelCounter
-from ssp.data.rows import RowReader, is_code
-from ssp.recipe_checks import check_source
-
-
-def check_sources(sources: list[DataSource], key: str) -> None:
-    if not sources:
-        raise RecipeError(f"{key}: at least one source is required")
-    for i, source in enumerate(sources):
-        if source.path == "synthetic":
-            raise RecipeError(f"{key}.{i}.path: a file or hub dataset is required (the synthetic task is built in)")
-        check_source(source, f"{key}.{i}")
-        if not is_code(source.reward) and not source.fields.answer and not source.fields.solution:
-            raise RecipeError(
-                f"{key}.{i}.fields: math problems need an answer: set fields.answer, or fields.solution to take "
-                "the last \\boxed{} of each row's first solution"
-            )
+from ssp.data.rows import RowReader
+from ssp.rewards import is_code
 
 
 def kinds_of(sources: list[DataSource]) -> set[str]:

@@ -10,33 +10,21 @@ by subdomain, repeated problem texts kept once, and every problem sharing an n-g
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
-from ssp.config import DataSource, RecipeError
-from ssp.data.decontaminate import DecontaminateConfig, check_config
-from ssp.data.outputs import check_output, report_path, write_outputs
-from ssp.data.problems import ProblemReader, check_sources, decontaminate, kind_of, kinds_of
+from ssp.config import RLSetConfig
+from ssp.data.decontaminate import check_config
+from ssp.data.outputs import write_outputs
+from ssp.data.problems import ProblemReader, decontaminate, kind_of, kinds_of
+from ssp.recipe_checks import check_rl_set, report_path
 from ssp.rewards.code import LEETCODE_PRELUDE
 from ssp.tables import aligned_table
 
 
-@dataclass
-class RLSetConfig:
-    output: str = ""  # the JSONL written; the report goes next to it as <stem>.report.json
-    overwrite: bool = False
-    sources: list[DataSource] = field(default_factory=list)  # problems with an answer (math) or tests (code)
-    leetcode_prelude: bool = False  # code problems without their own prelude get ssp.rewards.code.LEETCODE_PRELUDE
-    decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
-
-
 def check_rl_set_config(config: RLSetConfig) -> None:
-    check_output(config.output, config.overwrite)
-    check_sources(config.sources, "sources")
-    kinds = kinds_of(config.sources)
-    if len(kinds) > 1:
-        # `ssp rl` scores a file with one reward; code and math are separate curriculum stages.
-        raise RecipeError("sources: mixes math and code rewards; write one set per kind (one file per RL stage)")
-    check_config(config.decontaminate, kinds)
+    """The recipe's checks (`ssp.recipe_checks.check_rl_set`, run as it loads) and its decontamination benchmarks,
+    which need the benchmark table."""
+    check_rl_set(config)
+    check_config(config.decontaminate, kinds_of(config.sources))
 
 
 def run_rl_set(config: RLSetConfig) -> dict:

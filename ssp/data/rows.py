@@ -25,16 +25,10 @@ from dataclasses import dataclass
 from ssp.config import DataSource
 from ssp.data.labels import LabelCounter, raw_label
 from ssp.data.records import DataError, read_records
+from ssp.rewards import is_code
 from ssp.rewards.code import parse_tests
 from ssp.rewards.extract import last_boxed
 from ssp.rewards.math_answers import normalize_gold
-
-CODE_REWARD = "code_tests"  # the reward of code rows: they are checked by their tests, not an answer
-
-
-def is_code(reward: str) -> bool:
-    return reward == CODE_REWARD
-
 
 # -- field checks (shared with the benchmarks, which name their fields their own way) --------------------------------
 

@@ -18,12 +18,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ssp.config import RecipeError
+from ssp.config import EvalSettings, RecipeError
 from ssp.data.benchmarks import benchmark_source, get_spec, load_benchmark
 from ssp.evaluation.report import benchmark_metrics, markdown_table, plot_pass_at_k
 from ssp.files import write_json, write_text
@@ -33,23 +32,6 @@ from ssp.generation.presets import resolve_sampling
 from ssp.recipe_checks import check_model_path
 from ssp.rewards.math_answers import extract_answer
 from ssp.rewards.scoring import SandboxFailure, Score, score, start_code_sandbox
-
-
-@dataclass
-class EvalSettings:
-    model: str
-    benchmarks: list[str]
-    out: str = "runs/eval"
-    preset: str | None = None  # None: each benchmark's own preset (math or code, the report's protocol)
-    overrides: dict = field(default_factory=dict)  # sampling fields replacing the preset's, e.g. {"n": 4}
-    limit: int | None = None  # the first N problems of each benchmark
-    data_dir: str | None = None  # read every benchmark from here (the layout of ../shared/data); None: the hub
-    since: str | None = None  # release-date window of dated benchmarks (lcb)
-    until: str | None = None
-    backend: str = "auto"
-    tensor_parallel_size: int = 1
-    dtype: str = "auto"
-    seed: int = 0
 
 
 def run_eval(settings: EvalSettings) -> dict:

@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Literal
 
 from tqdm.auto import tqdm
 
-from ssp.config import DataSource, RecipeError, SamplingConfig
-from ssp.data.decontaminate import DecontaminateConfig, check_config, normalize_words
+from ssp.config import MultipathConfig
+from ssp.data.decontaminate import check_config, normalize_words
 from ssp.data.loading import chat_prompt
-from ssp.data.outputs import check_output, report_path, write_outputs
-from ssp.data.problems import ProblemReader, check_sources, decontaminate, kind_of, kinds_of
+from ssp.data.outputs import write_outputs
+from ssp.data.problems import ProblemReader, decontaminate, kind_of, kinds_of
 from ssp.generation.backends import get_backend
 from ssp.models import load_tokenizer
-from ssp.recipe_checks import check_model_path
+from ssp.recipe_checks import check_multipath, report_path
 from ssp.rewards.code import LEETCODE_PRELUDE
 from ssp.rewards.scoring import SandboxFailure, Score, score, start_code_sandbox
 from ssp.tables import aligned_table
@@ -38,50 +36,10 @@ REJECTIONS = ("too_long", "unparseable", "wrong", "unverifiable", "duplicate", "
 CHECK_CHUNK = 512  # candidates per call to a checker (the progress bar moves after each)
 
 
-@dataclass
-class MultipathConfig:
-    output: str = ""  # the JSONL written; the report goes next to it as <stem>.report.json
-    overwrite: bool = False
-    seed: int = 0
-    sources: list[DataSource] = field(default_factory=list)  # problems, with candidates in `fields.solution`
-    model: str | None = None  # also sample `sampling.n` candidates per problem with this model
-    backend: Literal["auto", "transformers", "vllm"] = "auto"  # auto: vLLM when importable and a GPU is present
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    tensor_parallel_size: int = 1  # vLLM only
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    prompt_template: str = "{problem}"
-    system_prompt: str | None = None
-    max_paths: int = 4  # P: paths kept per problem
-    similarity_n: int = 3  # word n-grams compared between two paths of one problem
-    duplicate_threshold: float = 0.7  # Jaccard similarity at or above which a path duplicates an earlier one
-    max_tokens: int | None = None  # longer candidates are rejected; counted with `tokenizer`
-    tokenizer: str | None = None  # for max_tokens; default: `model`
-    leetcode_prelude: bool = False  # code problems without their own prelude get ssp.rewards.code.LEETCODE_PRELUDE
-    decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
-
-
 def check_multipath_config(config: MultipathConfig) -> None:
-    check_output(config.output, config.overwrite)
-    check_sources(config.sources, "sources")
-    if config.model is not None:
-        check_model_path(config.model, "model")
-        if config.sampling.n < 1:
-            raise RecipeError(f"sampling.n: must be >= 1, got {config.sampling.n}")
-    if "{problem}" not in config.prompt_template:
-        raise RecipeError("prompt_template: must contain {problem}")
-    if config.max_paths < 1:
-        raise RecipeError(f"max_paths: must be >= 1, got {config.max_paths}")
-    if config.similarity_n < 1:
-        raise RecipeError(f"similarity_n: must be >= 1, got {config.similarity_n}")
-    if not 0 < config.duplicate_threshold <= 1:
-        raise RecipeError(f"duplicate_threshold: must be in (0, 1], got {config.duplicate_threshold}")
-    if config.max_tokens is not None:
-        if config.max_tokens < 1:
-            raise RecipeError(f"max_tokens: must be >= 1, got {config.max_tokens}")
-        if (config.tokenizer or config.model) is None:
-            raise RecipeError("max_tokens: set tokenizer (or model) to count tokens with")
-    if config.tokenizer is not None:
-        check_model_path(config.tokenizer, "tokenizer")
+    """The recipe's checks (`ssp.recipe_checks.check_multipath`, run as it loads) and its decontamination
+    benchmarks, which need the benchmark table."""
+    check_multipath(config)
     check_config(config.decontaminate, kinds_of(config.sources))
 
 

@@ -50,6 +50,11 @@ REWARDS = RewardRegistry(
 )
 
 
+def is_code(reward: str) -> bool:
+    """Rows scored by `reward` are code problems: checked by their tests, not an answer."""
+    return reward == "code_tests"
+
+
 def get_reward(name: str) -> Callable:
     if name not in REWARDS:
         raise KeyError(f"unknown reward {name!r}; known: {', '.join(sorted(REWARDS))}")
