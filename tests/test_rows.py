@@ -11,6 +11,7 @@ from ssp.data.loading import load_split
 from ssp.data.problems import ProblemReader
 from ssp.data.records import DataError
 from ssp.data.rows import RowReader, keep_rows
+from ssp.rewards.boxed import boxed_match
 
 TASK = TaskConfig(train_size=40, probe_size=3, test_size=4)
 
@@ -25,7 +26,7 @@ def code_source(path, **fields):
     return DataSource(path=path, fields=FieldMap(**fields), domain="code", reward="code_tests")
 
 
-def test_the_stage_loader_normalises_gold_answers_as_the_data_commands_do(tmp_path):
+def test_the_stage_loader_keeps_golds_as_written_the_data_commands_normalise_them(tmp_path):
     records = [
         {"problem": "Half of one?", "answer": " $\\frac{1}{2}$ ", "domain": "a"},
         {"problem": "Clips sold?", "answer": "48 + 24 = 72.\n#### 72", "domain": "a"},
@@ -34,12 +35,25 @@ def test_the_stage_loader_normalises_gold_answers_as_the_data_commands_do(tmp_pa
     ]
     path = write_jsonl(tmp_path / "m.jsonl", records)
     rows = load_split([DataSource(path=path, reward="math_verify")], TASK, "data.probe")
-    assert [row["answer"] for row in rows] == ["\\frac{1}{2}", "72", "1024", None]
+    # math_verify normalises golds itself; boxed_match compares the gold and the box under one key.
+    assert [row["answer"] for row in rows] == [" $\\frac{1}{2}$ ", "48 + 24 = 72.\n#### 72", "1\\,024", ""]
     answered = write_jsonl(tmp_path / "a.jsonl", [record for record in records if "answer" in record])
     reader = ProblemReader()
     problems = reader.read([DataSource(path=answered, reward="math_verify")], "sources", with_candidates=False)
     assert [problem["answer"] for problem in problems] == ["\\frac{1}{2}", "72"]
     assert reader.counts["no_answer"] == 1
+
+
+def test_boxed_match_on_file_golds_compares_like_with_like(tmp_path):
+    path = write_jsonl(tmp_path / "b.jsonl", [{"problem": "Big?", "answer": "1\\,000", "domain": "a"}])
+    rows = load_split([DataSource(path=path)], TASK, "data.test")
+    assert boxed_match(["so \\boxed{1\\,000}", "\\boxed{1000}"], [rows[0]["answer"]] * 2) == [1.0, 0.0]
+
+
+def test_the_data_commands_do_not_read_solutions_they_do_not_need(tmp_path):
+    path = write_jsonl(tmp_path / "r.jsonl", [{"problem": "p", "answer": "1", "solution": None, "domain": "a"}])
+    problems = ProblemReader().read([DataSource(path=path, reward="math_verify")], "sources", with_candidates=False)
+    assert [problem["answer"] for problem in problems] == ["1"]
 
 
 def test_the_stage_loader_checks_tests_and_compiles_preludes(tmp_path):

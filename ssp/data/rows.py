@@ -184,7 +184,8 @@ class RowReader:
     def _solutions(self, record: dict, source: DataSource, where: str) -> list[str]:
         column = source.fields.solution
         only_gold = not is_code(source.reward) and not source.fields.answer  # the answer is the boxed solution
-        if not column or not (self.needs_solutions or only_gold or column in record):
+        # The stages also keep the paths of rows they only score (a probe row's reference solutions).
+        if not column or not (self.needs_solutions or only_gold or (column in record and not self.set_aside)):
             return []
         value = required(record, column, "solution", where)
         solutions = [value] if isinstance(value, str) else value
@@ -227,7 +228,11 @@ class RowReader:
             gold = last_boxed(solutions[0])
         if gold is None and self.needs_gold and not self.set_aside:
             raise DataError(f"{where} has no answer: no field {column!r} and no \\boxed{{}} in a solution")
-        # An empty gold (the source lost it) is None: set aside by the data commands, never correct in the stages.
+        if not self.set_aside:
+            # The stages keep the gold as the source wrote it: math_verify normalises it itself, and boxed_match
+            # compares it with the completion's box under one key (normalising only the gold would break that).
+            return None if gold is None else str(gold)
+        # The data commands write normalised golds; an empty one (the source lost it) is None and set aside.
         return gold_answer(gold, "auto", f"{where}: field {column!r}")
 
     def _keep(self, problems: dict[str, _Problem]) -> list[dict]:

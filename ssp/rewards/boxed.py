@@ -15,10 +15,14 @@ def exact_match_key(answer: str) -> str:
         return text
 
 
-def boxed_match(completions, answer, **kwargs) -> list[float]:
-    """1.0 when the last `\\boxed{}` of the completion equals the gold answer after normalisation, else 0.0."""
+def boxed_match(completions, answer, **kwargs) -> list[float | None]:
+    """1.0 when the last `\\boxed{}` of the completion equals the gold answer after normalisation, else 0.0; None
+    for a row without a gold (the reward does not apply: `\\boxed{None}` must not match it)."""
     scores = []
     for completion, gold in zip(completions, answer, strict=True):
+        if gold is None:
+            scores.append(None)
+            continue
         predicted = last_boxed(completion_text(completion))
         scores.append(float(predicted is not None and exact_match_key(predicted) == exact_match_key(str(gold))))
     return scores

@@ -71,14 +71,17 @@ def start_code_sandbox() -> None:
         raise SandboxFailure(message, reason) from None
 
 
-def _boxed_scores(completions, answer, **columns) -> list[Score]:
+def _boxed_scores(completions, answer, **columns) -> list[Score | None]:
     # Correctness is the reward's own; the box only tells a wrong answer from none.
-    rewards = boxed_match(completions, answer)
-    boxes = [last_boxed(completion_text(completion)) for completion in completions]
-    return [
-        Score(True, "correct") if reward == 1.0 else Score(False, "no_answer" if box is None else "wrong")
-        for reward, box in zip(rewards, boxes, strict=True)
-    ]
+    scores: list[Score | None] = []
+    for completion, reward in zip(completions, boxed_match(completions, answer), strict=True):
+        if reward is None:  # no gold: the reward does not apply
+            scores.append(None)
+        elif reward == 1.0:
+            scores.append(Score(True, "correct"))
+        else:
+            scores.append(Score(False, "no_answer" if last_boxed(completion_text(completion)) is None else "wrong"))
+    return scores
 
 
 def _math_scores(completions, answer, **columns) -> list[Score | None]:

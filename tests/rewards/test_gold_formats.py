@@ -45,3 +45,5 @@ def test_the_exact_match_key_of_the_embedded_task():
     assert exact_match_key(" $025$ ") == exact_match_key("25.") == exact_match_key("+25") == "25"
     assert exact_match_key("x = 5") == "x=5"
     assert boxed_match(["so \\boxed{025}", "\\boxed{26}", "no box"], ["25", 25, "25"]) == [1.0, 0.0, 0.0]
+    # A row without a gold is not scored: `\\boxed{None}` must not match the text of a missing answer.
+    assert boxed_match(["\\boxed{None}", "\\boxed{}"], [None, None]) == [None, None]

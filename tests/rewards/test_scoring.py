@@ -18,6 +18,7 @@ def test_boxed_match_statuses():
     rows = [{"reward": "boxed_match", "answer": "025"}]
     found = score(rows, [["so \\boxed{25}", "\\boxed{24}", "no box"]])
     assert found == [[Score(True, "correct"), Score(False, "wrong"), Score(False, "no_answer")]]
+    assert score([{"reward": "boxed_match", "answer": None}], [["\\boxed{None}"]]) == [[Score(False, None)]]
 
 
 def test_math_verify_statuses():
