@@ -4,7 +4,8 @@ A row is `{"problem", "solutions", "answer", "domain", "reward"}` plus `"tests"`
 - `problem`: the record's `fields.problem`, a non-empty string;
 - `solutions`: `fields.solution`, a string or a list of strings;
 - `answer` (math rows; None for code): `fields.answer`, or the last `\\boxed{}` of the record's first solution (MATH's
-  reference solutions), normalised by `ssp.rewards.math_answers.normalize_gold`, as the math rewards read it;
+  reference solutions); the data commands (`set_aside`) write it normalised by
+  `ssp.rewards.math_answers.normalize_gold`, the stages keep it as the source wrote it;
 - `tests` (code rows): `fields.tests`, in a form `ssp.rewards.code` runs; `prelude`: `fields.prelude`, Python that
   compiles, run before the program (the reader's `default_prelude` for rows without one; left out when empty);
 - `domain`: the record's label (`fields.domain`, else the source's `domain`) through `domain_map`; the source's
@@ -129,7 +130,7 @@ class RowReader:
       solutions are kept as they are, empty and repeated ones too, for the commands' checks to reject and count;
       rows carry `origin`, where the problem was first read.
       Without it (the stages), unmapped and excluded problems are dropped, a scored math row with no gold at all
-      raises (an empty gold is kept as None, which never scores), and solutions must be non-empty, each kept once.
+      raises (an empty gold is kept as written and never scores), and solutions must be non-empty, each kept once.
     """
 
     def __init__(
