@@ -130,7 +130,7 @@ class RowReader:
       solutions are kept as they are, empty and repeated ones too, for the commands' checks to reject and count;
       rows carry `origin`, where the problem was first read.
       Without it (the stages), unmapped and excluded problems are dropped, a scored math row with no gold at all
-      raises (an empty gold is kept as written and never scores), and solutions must be non-empty, each kept once.
+      raises (an empty gold is kept as written), and solutions must be non-empty, each kept once.
     """
 
     def __init__(
