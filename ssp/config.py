@@ -113,6 +113,18 @@ class TinyModelSpec:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters through peft instead of full fine-tuning (ssp.lora). Every saved model is the base with its
+    adapters merged in, so probing, fusion, RL and serving see plain model folders."""
+
+    enabled: bool = False
+    r: int = field(default=16, metadata=AT_LEAST_1)  # adapter rank
+    alpha: float = field(default=32.0, metadata=POSITIVE)  # scaling alpha / r
+    dropout: float = field(default=0.05, metadata=FRACTION)
+    target_modules: list[str] | str = "all-linear"  # peft's names: a list of module names, or all-linear
+
+
+@dataclass
 class ModelConfig:
     name_or_path: str = "tiny"  # a local folder, a hub id, or `tiny` to build the embedded model
     tiny: TinyModelSpec = field(default_factory=TinyModelSpec)
@@ -120,6 +132,7 @@ class ModelConfig:
     chat_template: str | None = None  # a Jinja template replacing the tokenizer's own
     context: ContextConfig = field(default_factory=ContextConfig)
     config_overrides: dict[str, Any] = field(default_factory=dict)  # other config fields, written like `context`
+    lora: LoraConfig = field(default_factory=LoraConfig)  # off: full fine-tuning
 
 
 @dataclass
@@ -174,7 +187,10 @@ class FusionConfig:
 
     metric: Literal["pass@k", "pass@1"] = "pass@k"
     k: int = 8  # the K of pass@K when metric is pass@k
-    weights: dict[str, float] = field(default_factory=dict)  # subdomain -> weight; empty: uniform 1/N
+    weights: dict[str, float] = field(default_factory=dict)  # subdomain -> weight; empty: see `merge`
+    # uniform: 1/N each; score: each specialist weighted by its probing score; none: no merge, the spectrum model
+    # is the best single checkpoint (the ablation's baseline)
+    merge: Literal["uniform", "score", "none"] = "uniform"
 
 
 @dataclass
@@ -212,6 +228,10 @@ class RLSection:
     # whose group accuracy p drives the MGPO weight.
     rewards: dict[str, float] = field(default_factory=lambda: {"boxed_match": 1.0})
     mgpo_lambda: float = field(default=1.0, metadata=NON_NEGATIVE)  # 0: plain GRPO
+    # before the stage trains, drop the prompts its initial model solves in all or none of num_generations samples
+    difficulty_filter: bool = False
+    # groups whose rewards have no variance are dropped and the batch refilled with new prompts (DAPO)
+    dynamic_sampling: bool = False
     max_steps: int = field(default=100, metadata=AT_LEAST_1)
     learning_rate: float = field(default=5e-5, metadata=NON_NEGATIVE)
     lr_scheduler_type: str = "constant"
