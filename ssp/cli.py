@@ -21,6 +21,10 @@ COMMANDS = {
     "sft": ("ssp.commands.stages", "spectrum stage: multi-path SFT, pass@k probing, selection and fusion"),
     "rl": ("ssp.commands.stages", "signal stage: GRPO with MGPO weighting over a curriculum of stages"),
     "demo": ("ssp.commands.stages", "the whole pipeline on the embedded tiny model and task (CPU, minutes)"),
+    "sweep": (
+        "ssp.commands.sweep",
+        "research ablations: variants x seeds through both stages, shared runs, intervals, costs (docs/ablations.md)",
+    ),
     "merge": ("ssp.commands.merge", "weighted parameter average of HF model folders"),
     "data": ("ssp.commands.data", "build SFT and RL data: multipath, decontaminate, rl (docs/data.md)"),
     "eval": (

@@ -356,11 +356,38 @@ class EvalSettings:
     seed: int = 0
 
 
+@dataclass
+class SweepVariant:
+    """One variant of a sweep: a name and `key=value` overrides of the SFT and of the RL recipe."""
+
+    name: str = ""  # letters, digits, ., -, _ and = (it names the variant in every table)
+    sft: list[str] = field(default_factory=list)
+    rl: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SweepConfig:
+    """`ssp sweep SWEEP.yaml` (docs/ablations.md): every (variant, seed) through both stages, with shared runs."""
+
+    output_dir: str = ""
+    sft: str = ""  # the base SFT recipe; empty: the demo's (recipes/demo/sft.yaml)
+    rl: str = ""  # the base RL recipe; empty: the demo's (recipes/demo/rl.yaml)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    baseline: str = ""  # the variant every other is compared with; empty: the first
+    common: SweepVariant = field(default_factory=SweepVariant)  # overrides every variant gets first (no name)
+    variants: list[SweepVariant] = field(default_factory=list)
+    # every combination of the values: {sft: {key: [values]}, rl: {key: [values]}}, a variant each
+    grid: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    include: list[str] = field(default_factory=list)  # other sweep files (relative to this one) whose variants join
+    resamples: int = field(default=2000, metadata=AT_LEAST_1)  # paired bootstrap resamples
+
+
 # The schemas read from a YAML recipe, each with its checks across keys and on disk (ssp.recipe_checks).
 CHECKS = {
     Recipe: recipe_checks.validate,
     MultipathConfig: recipe_checks.check_multipath,
     RLSetConfig: recipe_checks.check_rl_set,
+    SweepConfig: recipe_checks.check_sweep,
 }
 
 

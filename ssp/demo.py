@@ -54,7 +54,8 @@ def build_summary(sft_dir: Path, rl_dir: Path, ks: list[int], seed: int) -> dict
     spectrum_tokens = spectrum_cost["tokens_trained"] + spectrum_cost["tokens_generated"]
     spectrum_total = _costs(spectrum_cost, spectrum_cost["wall_seconds"], spectrum_tokens)
     summary: dict = {"seed": seed, "ks": ks}
-    summary["base"] = {**_metrics(spectrum_eval["base"], ks), **_costs(spectrum_cost, 0.0, 0)}
+    if "base" in spectrum_eval:  # eval.base: false skips the initial model
+        summary["base"] = {**_metrics(spectrum_eval["base"], ks), **_costs(spectrum_cost, 0.0, 0)}
     summary["best_single"] = {**_metrics(spectrum_eval["best_single"], ks), **spectrum_total}
     summary["best_single"]["checkpoint"] = spectrum_eval["best_single"]["checkpoint"]
     summary["spectrum"] = {**_metrics(spectrum_eval["spectrum"], ks), **spectrum_total}
@@ -84,14 +85,43 @@ def summary_table(summary: dict) -> list[str]:
     ks = summary["ks"]
     header = ["model", "pass@1"] + [f"pass@{k}" for k in ks if k != 1] + ["greedy", "tokens", "device-h", "$"]
     rows = []
-    labelled = [("base (untrained)", summary["base"]), (f"best single ({summary['best_single']['checkpoint']})",
-                summary["best_single"]), ("spectrum (merged)", summary["spectrum"])]  # fmt: skip
+    labelled = [("base (untrained)", summary["base"])] if "base" in summary else []
+    labelled += [(f"best single ({summary['best_single']['checkpoint']})", summary["best_single"]),
+                 ("spectrum (merged)", summary["spectrum"])]  # fmt: skip
     labelled += [(f"RL stage {name}", entry) for name, entry in summary["signal_stages"].items()]
     for label, entry in labelled:
         row = [label, f"{entry['pass@1']:.3f}"] + [f"{entry['pass@k'][str(k)]:.3f}" for k in ks if k != 1]
         row += [f"{entry.get('greedy', float('nan')):.3f}", f"{entry['tokens']:,}", f"{entry['device_hours']:.4f}"]
         rows.append(row + [f"{entry['dollars']:.4f}"])
     return markdown_lines(header, rows)
+
+
+def load_pipeline(
+    sft_recipe: str | Path,
+    rl_recipe: str | Path,
+    sft_out: str | Path,
+    rl_out: str | Path,
+    seed: int,
+    sft_overrides: list[str] = (),
+    rl_overrides: list[str] = (),
+):
+    """The SFT and RL recipes of one pipeline, the RL run starting from the SFT run's spectrum model: both loaded
+    and checked, the curriculum too, before minutes of SFT (`ssp demo`, `ssp sweep`)."""
+    # `seed` drives model initialisation, data order and sampling; the task itself (task.seed) stays fixed, so
+    # every seed is scored on the same test problems.
+    sft = load_recipe(sft_recipe, [f"output_dir={sft_out}", f"seed={seed}", *sft_overrides])
+    # The initial model (the spectrum run) exists only after SFT: `tiny` stands in while the recipe is checked.
+    # The RL run does not evaluate its initial model again (eval.base=false): that is the spectrum model, already
+    # evaluated by the SFT run with the same settings.
+    rl_args = [f"output_dir={rl_out}", "model.name_or_path=tiny", f"seed={seed}", "eval.base=false"]
+    rl = load_recipe(rl_recipe, [*rl_args, *rl_overrides])
+    signal_stages(rl)  # the curriculum and its trl keys
+    shared_eval = all(getattr(sft.eval, key) == getattr(rl.eval, key) for key in ("sampling", "ks", "greedy"))
+    if not shared_eval or sft.task != rl.task or sft.data.test != rl.data.test:
+        raise RecipeError(
+            f"{Path(sft_recipe).name} and {Path(rl_recipe).name} must share eval, task and data.test to be comparable"
+        )
+    return sft, dataclasses.replace(rl, model=dataclasses.replace(rl.model, name_or_path=str(sft_out)))
 
 
 def run_demo(
@@ -103,21 +133,11 @@ def run_demo(
 ) -> dict:
     """The demo into `out`; rerun on the same folder it resumes an interrupted demo (`overwrite` starts over)."""
     out = Path(out)
-    # `seed` drives model initialisation, data order and sampling; the task itself (task.seed) stays fixed, so
-    # every seed is scored on the same test problems.
-    sft = load_recipe(RECIPES / "sft.yaml", [f"output_dir={out / 'sft'}", f"seed={seed}", *sft_overrides])
-    # The RL recipe is validated now, before minutes of SFT; its initial model (the spectrum run) comes later.
-    # The RL run does not evaluate its initial model again (eval.base=false): that is the spectrum model, already
-    # evaluated by the SFT run with the same settings.
-    rl_args = [f"output_dir={out / 'rl'}", "model.name_or_path=tiny", f"seed={seed}", "eval.base=false"]
-    rl = load_recipe(RECIPES / "rl.yaml", [*rl_args, *rl_overrides])
-    signal_stages(rl)  # the curriculum and its trl keys, checked before minutes of SFT
-    shared_eval = all(getattr(sft.eval, key) == getattr(rl.eval, key) for key in ("sampling", "ks", "greedy"))
-    if not shared_eval or sft.task != rl.task or sft.data.test != rl.data.test:
-        raise RecipeError("demo recipes: sft.yaml and rl.yaml must share eval, task and data.test to be comparable")
+    sft, rl = load_pipeline(RECIPES / "sft.yaml", RECIPES / "rl.yaml", out / "sft", out / "rl", seed,
+                            sft_overrides, rl_overrides)  # fmt: skip
     check_demo_folder(out, overwrite)  # only after both recipes validated
     run_spectrum(sft)
-    run_signal(dataclasses.replace(rl, model=dataclasses.replace(rl.model, name_or_path=str(out / "sft"))))
+    run_signal(rl)
     summary = build_summary(out / "sft", out / "rl", rl.eval.ks, seed)
     write_json(out / "summary.json", summary)
     print(f"\nSpectrum-to-Signal demo (seed {seed}), test split, {rl.eval.sampling.n} samples per problem at "

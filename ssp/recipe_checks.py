@@ -8,6 +8,7 @@ to list them, so checking a recipe loads nothing of the runtime.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,15 @@ from ssp.coerce import RecipeError, check_ranges
 from ssp.rewards import REWARDS, is_code
 
 if TYPE_CHECKING:  # the schema imports this module to validate what it loads
-    from ssp.config import ContextConfig, DataSource, MultipathConfig, Recipe, RLSetConfig, SamplingConfig
+    from ssp.config import (
+        ContextConfig,
+        DataSource,
+        MultipathConfig,
+        Recipe,
+        RLSetConfig,
+        SamplingConfig,
+        SweepConfig,
+    )
 
 
 def validate(recipe: Recipe, check_files: bool = True) -> None:
@@ -165,3 +174,30 @@ def check_sources(sources: list[DataSource], key: str) -> None:
                 f"{key}.{i}.fields: math problems need an answer: set fields.answer, or fields.solution to take "
                 "the last \\boxed{} of each row's first solution"
             )
+
+
+# -- `ssp sweep`: the sweep file itself; its variants' recipes are loaded and checked by `ssp.sweep.plan`
+
+VARIANT_NAME = re.compile(r"[A-Za-z0-9._=/@+-]+")
+
+
+def check_sweep(config: SweepConfig, check_files: bool = True) -> None:
+    if not config.output_dir:
+        raise RecipeError("output_dir: required (the sweep folder), e.g. output_dir=runs/sweep")
+    if not config.seeds or len(set(config.seeds)) != len(config.seeds):
+        raise RecipeError(f"seeds: a list of distinct seeds, got {config.seeds}")
+    for stage in ("sft", "rl"):
+        if getattr(config, stage) and check_files and not Path(getattr(config, stage)).is_file():
+            raise RecipeError(f"{stage}: recipe not found: {getattr(config, stage)}")
+    if config.common.name:
+        raise RecipeError("common.name: common overrides apply to every variant and take no name")
+    unknown = sorted(set(config.grid) - {"sft", "rl"})
+    if unknown:
+        raise RecipeError(f"grid.{unknown[0]}: unknown stage (a grid maps sft and rl to {{key: [values]}})")
+    for stage, axes in config.grid.items():
+        for key, values in axes.items():
+            if not isinstance(values, list) or not values:
+                raise RecipeError(f"grid.{stage}.{key}: a non-empty list of values")
+    for i, variant in enumerate(config.variants):
+        if not VARIANT_NAME.fullmatch(variant.name):
+            raise RecipeError(f"variants.{i}.name: required; letters, digits and . _ = / @ + - only")

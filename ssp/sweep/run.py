@@ -1,0 +1,156 @@
+"""`ssp sweep SWEEP.yaml`: every run of a sweep, one after another, then its tables and plots (docs/ablations.md).
+
+A finished run (its last file written) is skipped, an unfinished one resumes where it stopped (`ssp.resume`): a rerun
+of a finished sweep only collects. With `--slurm` the sweep writes one Slurm array of its SFT runs and one of its RL
+runs (launch/sweep_array.sbatch), the second waiting for the first, instead of running anything.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from ssp.coerce import RecipeError
+from ssp.config import dump_recipe
+from ssp.files import write_text
+from ssp.runs import distributed_state
+from ssp.signal.run import run_signal
+from ssp.spectrum.run import run_spectrum
+from ssp.sweep.plan import Run, SweepPlan
+from ssp.sweep.report import write_sweep_report
+
+# The file each stage writes last: the run is finished when it exists.
+FINISHED = {"sft": "spectrum_report.md", "rl": "signal.json"}
+
+
+def finished(plan: SweepPlan, run: Run) -> bool:
+    return (plan.run_dir(run.name) / FINISHED[run.stage]).is_file()
+
+
+def check_sweep_folder(out: Path) -> None:
+    """A folder that holds files but no sweep is refused: the sweep writes runs/, recipes/ and its reports there."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "sweep.yaml").is_file())):
+        raise RecipeError(f"output_dir: {out} holds files that are not an ssp sweep; choose another folder")
+
+
+def describe_plan(plan: SweepPlan, todo: list[Run]) -> str:
+    stages = {stage: [run for run in plan.runs.values() if run.stage == stage] for stage in ("sft", "rl")}
+    pipelines = len(plan.pipelines)
+    return (
+        f"sweep {plan.path}: {len(plan.variants)} variants x {len(plan.config.seeds)} seeds = {pipelines} pipelines; "
+        f"{len(stages['sft'])} SFT runs and {len(stages['rl'])} RL runs (sharing saves "
+        f"{2 * pipelines - len(plan.runs)}); {len(todo)} to run, {len(plan.runs) - len(todo)} finished"
+    )
+
+
+def time_left(durations: dict[str, list[float]], remaining: list[Run]) -> str:
+    """The remaining runs at the mean duration of the finished runs of their stage (of any stage when none)."""
+    every = [seconds for stage in durations.values() for seconds in stage]
+    if not every:
+        return "time left unknown until a run finishes"
+    seconds = sum(sum(durations[r.stage]) / len(durations[r.stage]) if durations[r.stage] else sum(every) / len(every)
+                  for r in remaining)  # fmt: skip
+    return f"about {minutes(seconds)} left"
+
+
+def minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def progress_line(index: int, todo: list[Run], run: Run, started: float, durations: dict[str, list[float]]) -> str:
+    pairs = ", ".join(f"{variant} seed {seed}" for variant, seed in run.pairs)
+    elapsed = minutes(time.perf_counter() - started)
+    return (
+        f"sweep: run {index} of {len(todo)}: {run.stage.upper()} {run.name} ({pairs}); {elapsed} elapsed, "
+        f"{time_left(durations, todo[index - 1 :])}"
+    )
+
+
+def write_recipes(plan: SweepPlan) -> None:
+    """OUT/sweep.yaml (the sweep as loaded) and OUT/recipes/<run>.yaml, each run's resolved recipe."""
+    write_text(plan.out / "sweep.yaml", dump_recipe(plan.config))
+    for run in plan.runs.values():
+        write_text(plan.out / "recipes" / f"{run.name}.yaml", dump_recipe(run.recipe))
+
+
+def slurm_tasks(plan: SweepPlan, todo: list[Run]) -> dict[str, list[str]]:
+    """Per stage, one line of launch/common.sh settings per unfinished run (launch/sweep_array.sbatch reads them)."""
+    tasks: dict[str, list[str]] = {"sft": [], "rl": []}
+    for run in todo:
+        recipe = (plan.out / "recipes" / f"{run.name}.yaml").resolve()
+        output = plan.run_dir(run.name).resolve()
+        settings = {"SSP_STAGES": run.stage, f"SSP_{run.stage.upper()}_RECIPE": recipe,
+                    f"SSP_{run.stage.upper()}_OUTPUT": output}  # fmt: skip
+        if run.stage == "rl":
+            settings["SSP_RL_MODEL"] = Path(run.recipe.model.name_or_path).resolve()
+        for value in map(str, settings.values()):
+            if any(character.isspace() for character in value):  # the settings are split at whitespace
+                raise RecipeError(f"output_dir: {value} holds whitespace, which Slurm task settings cannot")
+        tasks[run.stage].append(" ".join(f"{key}={value}" for key, value in settings.items()))
+    return tasks
+
+
+def write_slurm(plan: SweepPlan, todo: list[Run], sweep_args: list[str]) -> Path:
+    """OUT/slurm/{sft,rl}.tasks and OUT/slurm/submit.sh, which submits them as two arrays and collects after."""
+    tasks = slurm_tasks(plan, todo)
+    slurm = plan.out / "slurm"
+    lines = [
+        "#!/bin/bash",
+        "# Written by `ssp sweep --slurm`; run it from the repository root. sbatch flags for every job (partition,",
+        '# account, nodes, time) come from SBATCH_* variables or the arguments ("$@").',
+        "set -euo pipefail",
+    ]
+    dependency = ""
+    for stage in ("sft", "rl"):
+        if tasks[stage]:
+            task_file = write_text(slurm / f"{stage}.tasks", "\n".join(tasks[stage]) + "\n").resolve()
+            array = f"--array=0-{len(tasks[stage]) - 1}"
+            lines.append(f'{stage}=$(sbatch --parsable --job-name=ssp-sweep-{stage} {array} {dependency}"$@" '
+                         f"launch/sweep_array.sbatch {shlex.quote(str(task_file))})")  # fmt: skip
+            dependency = f"--dependency=afterok:${stage} "
+    collect = shlex.join([sys.executable, "-m", "ssp", "sweep", *sweep_args, "--collect"])
+    lines.append(f'sbatch {dependency}"$@" --job-name=ssp-sweep-collect --ntasks=1 --wrap {shlex.quote(collect)}')
+    path = write_text(slurm / "submit.sh", "\n".join(lines) + "\n")
+    path.chmod(0o755)
+    return path
+
+
+def run_sweep(plan: SweepPlan, slurm: bool = False, collect_only: bool = False, sweep_args: list[str] = ()) -> dict:
+    """Run what is unfinished (or write the Slurm arrays), then collect sweep.md, sweep.csv and the plots."""
+    state = distributed_state()
+    main = state.is_main_process
+    check_sweep_folder(plan.out)
+    todo = [run for run in plan.runs.values() if not finished(plan, run)]
+    if main:
+        write_recipes(plan)
+        print(describe_plan(plan, todo), file=sys.stderr)
+    state.wait_for_everyone()
+    if slurm:
+        if main and todo:
+            print(f"sweep: submit with `bash {write_slurm(plan, todo, list(sweep_args))}`", file=sys.stderr)
+        return {}
+    if collect_only and todo:
+        names = ", ".join(run.name for run in todo[:3]) + (", ..." if len(todo) > 3 else "")
+        raise RecipeError(f"--collect: {len(todo)} runs are not finished ({names}); run the sweep without --collect")
+    started, durations = time.perf_counter(), {"sft": [], "rl": []}
+    for index, run in enumerate(todo, 1):
+        if main:
+            print(progress_line(index, todo, run, started, durations), file=sys.stderr, flush=True)
+        run_started = time.perf_counter()
+        (run_spectrum if run.stage == "sft" else run_signal)(run.recipe)
+        durations[run.stage].append(time.perf_counter() - run_started)
+    if not main:
+        return {}
+    return write_sweep_report(plan)
+
+
+def dry_run(plan: SweepPlan) -> str:
+    """What the sweep would run, a line per pipeline, and the sharing (`ssp sweep --dry-run`)."""
+    todo = [run for run in plan.runs.values() if not finished(plan, run)]
+    lines = [describe_plan(plan, todo)]
+    for (variant, seed), (sft, rl) in plan.pipelines.items():
+        state = {name: "finished" if finished(plan, plan.runs[name]) else "to run" for name in (sft, rl)}
+        lines.append(f"  {variant} seed {seed}: {sft} ({state[sft]}) -> {rl} ({state[rl]})")
+    return "\n".join(lines)
