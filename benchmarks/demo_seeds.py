@@ -6,14 +6,14 @@ paired bootstrap of the per-problem difference for each seed.
 Runs `ssp demo --seed S --out RUNS/seed-S` for each seed (`--reuse` keeps a run folder that already holds a
 summary.json), then reads from the runs' eval.json files the correct samples of every test problem (`per_problem`):
 the spectrum model's and the RL model's pass rates on the same problems, their mean difference, and a bootstrap
-over problems (2,000 resamples) for its standard error and 95% interval. docs/benchmarks.md records a run.
+over problems (2,000 resamples, `ssp.sweep.stats.paired_bootstrap`) for its standard error and 95% interval.
+docs/benchmarks.md records a run; `ssp sweep` (docs/ablations.md) measures any variant this way.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -22,24 +22,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ssp.demo import run_demo  # noqa: E402
+from ssp.sweep.stats import paired_bootstrap  # noqa: E402
 
 
 def per_problem_pass_rates(entry: dict) -> dict[str, float]:
     """Each test problem's fraction of correct samples, from an eval.json entry."""
     samples = entry["samples"]
     return {problem: correct / samples for problem, correct in entry["per_problem"].items()}
-
-
-def paired_bootstrap(differences: list[float], resamples: int = 2000) -> tuple[float, float, float]:
-    """Standard error and 95% interval of the mean difference, resampling problems."""
-    rng = random.Random(0)
-    means = sorted(
-        sum(differences[rng.randrange(len(differences))] for _ in differences) / len(differences)
-        for _ in range(resamples)
-    )
-    center = sum(means) / resamples
-    se = (sum((m - center) ** 2 for m in means) / resamples) ** 0.5
-    return se, means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
 
 
 def main() -> None:
@@ -70,7 +59,8 @@ def main() -> None:
                 raise SystemExit(f"seed {seed}: per-problem {name} pass rates disagree with summary.json")
         differences = [signal[problem] - spectrum[problem] for problem in spectrum]
         mean = sum(differences) / len(differences)
-        se, low, high = paired_bootstrap(differences)
+        bootstrap = paired_bootstrap([differences])
+        se, low, high = bootstrap["se"], bootstrap["low"], bootstrap["high"]
         lines.append(
             f"| {seed} | {seconds} | {summary['base']['pass@1']:.3f} | {summary['best_single']['pass@1']:.3f} "
             f"| {summary['spectrum']['pass@1']:.3f} | {summary['signal']['pass@1']:.3f} | {mean:+.4f} | {se:.4f} "
