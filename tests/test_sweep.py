@@ -140,13 +140,13 @@ def test_a_rerun_does_no_work(sweep, monkeypatch):
 
 @pytest.mark.slow
 def test_an_interrupted_sweep_resumes(tmp_path):
-    """Killed as its second RL run starts; the rerun trains only the runs left and collects every pipeline."""
-    path = write_sweep(tmp_path / "sweep.yaml", tmp_path / "out", LAMBDAS)
+    """Killed as its second RL run starts; the rerun trains only that run (no SFT step again) and collects."""
+    path = write_sweep(tmp_path / "sweep.yaml", tmp_path / "out", LAMBDAS, seeds=[0])
     code, before = ssp_run(tmp_path / "killed.json", "sweep", path, point="stage", n=2)
     assert code == -signal.SIGKILL and before["stage"] == 2
     code, after = ssp_run(tmp_path / "resumed.json", "sweep", path)
-    assert after["stage"] == 3  # 4 RL runs, 1 finished before the kill: 2 of seed 1 and the one killed
-    assert after["test"] == 3  # seed 1's SFT run evaluates base, best single and spectrum; seed 0's is finished
+    assert after["stage"] == 1 and "test" not in after  # the SFT run and the first RL run are finished
+    assert after["step"] == 2  # rl.max_steps of the one RL run left; none of SFT's 6
     assert len(read_csv(tmp_path / "out" / "sweep.csv")) == 8
 
 

@@ -14,6 +14,7 @@ import io
 import math
 from pathlib import Path
 
+from ssp.coerce import RecipeError
 from ssp.demo import build_summary
 from ssp.files import read_json, write_json, write_text
 from ssp.signal.curriculum import resolve_stages
@@ -78,7 +79,10 @@ def paired_difference(plan: SweepPlan, results: dict, variant: str, label: str) 
             return None
         a, b = mine["models"][label]["per_problem"], theirs["models"][other]["per_problem"]
         if a.keys() != b.keys():
-            raise ValueError(f"variant {variant} and the baseline were tested on different problems: not paired")
+            raise RecipeError(
+                f"variant {variant} and the baseline {plan.baseline} were tested on different problems (their task or "
+                f"data.test differ): no paired difference; compare them with a baseline tested like them"
+            )
         differences.append([a[problem] - b[problem] for problem in a])
     return paired_bootstrap(differences, plan.config.resamples)
 
