@@ -232,6 +232,8 @@ class RLSection:
     difficulty_filter: bool = False
     # groups whose rewards have no variance are dropped and the batch refilled with new prompts (DAPO)
     dynamic_sampling: bool = False
+    # generation rounds per batch with dynamic_sampling (the first included); then zero-variance groups fill it
+    dynamic_sampling_max_rounds: int = field(default=8, metadata=AT_LEAST_1)
     max_steps: int = field(default=100, metadata=AT_LEAST_1)
     learning_rate: float = field(default=5e-5, metadata=NON_NEGATIVE)
     lr_scheduler_type: str = "constant"

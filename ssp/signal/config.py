@@ -37,6 +37,25 @@ class MGPOConfig(GRPOConfig):
             "column; None: the only reward, when there is one."
         },
     )
+    dynamic_sampling: bool = field(
+        default=False,
+        metadata={
+            "help": "DAPO's dynamic sampling: drop the groups whose rewards have zero variance and refill the "
+            "generation batch with groups of new prompts (MGPOTrainer)."
+        },
+    )
+    dynamic_sampling_max_rounds: int = field(
+        default=8,
+        metadata={
+            "help": "Generation rounds per generation batch with dynamic_sampling, the first included; past them "
+            "the batch is completed with zero-variance groups."
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.dynamic_sampling_max_rounds < 1:
+            raise ValueError(f"dynamic_sampling_max_rounds must be >= 1, got {self.dynamic_sampling_max_rounds}")
 
 
 # RLSection keys that ssp turns into other settings (`ssp_settings`); every other key named like an MGPOConfig field
