@@ -9,7 +9,7 @@ folder is written beside its target and renamed into place (`ssp.files`):
   trainer state, renamed by `TrainingCheckpoints` once every process finished writing it); a `checkpoint-N` is a
   save that was cut short and is deleted;
 - SFT's candidate models are `checkpoints/step-N/` (model files and the training log `trainer_state.json`, hard
-  links into the state's files);
+  links into the state's files; with LoRA the state holds the adapter and `step-N/` the base with it merged in);
 - probing, evaluation, the merged model and each RL stage's model and metrics are single files or folders.
 """
 
@@ -37,6 +37,10 @@ STATE_PREFIX = "state-"
 TRAINING_STATE_FILES = re.compile(
     r"^(optimizer\.pt|scheduler\.pt|scaler\.pt|rng_state(_\d+)?\.pth|training_args\.bin"
     r"|latest|zero_to_fp32\.py|global_step\d+|ssp_state\.json)$"
+)
+# With LoRA, also what peft saves (the adapter and its model card): `step-N/` holds the merged model instead.
+ADAPTER_OR_STATE_FILES = re.compile(
+    rf"{TRAINING_STATE_FILES.pattern}|^(adapter_model\.(safetensors|bin)|adapter_config\.json|README\.md)$"
 )
 
 
@@ -136,9 +140,11 @@ class TrainingCheckpoints(TrainerCallback):
     """Turns each of transformers' saves into a resumable training state, once every process has written its share.
 
     `checkpoint-N` becomes `state-N` (the older state is then deleted: one is enough to resume), and with
-    `model_folders` the model files also become `step-N` (SFT's candidates for probing). The save at the last step
-    keeps no state (nothing is left to train). `extra_state()` is written into the state as `ssp_state.json`
-    (counters the trainer does not keep itself), and `after_save()` runs last (the cost ledger)."""
+    `model_folders` the model files also become `step-N` (SFT's candidates for probing). A LoRA run's save holds
+    only the adapter: `merge_adapter(saved, folder)` then writes the model files of `step-N` (`ssp.lora`), so it is
+    a complete model all the same. The save at the last step keeps no state (nothing is left to train).
+    `extra_state()` is written into the state as `ssp_state.json` (counters the trainer does not keep itself), and
+    `after_save()` runs last (the cost ledger)."""
 
     def __init__(
         self,
@@ -146,11 +152,13 @@ class TrainingCheckpoints(TrainerCallback):
         model_folders: bool = False,
         extra_state: Callable[[], dict] | None = None,
         after_save: Callable[[], None] | None = None,
+        merge_adapter: Callable[[Path, Path], None] | None = None,
     ):
         self.distributed = distributed
         self.model_folders = model_folders
         self.extra_state = extra_state
         self.after_save = after_save
+        self.merge_adapter = merge_adapter
 
     def on_save(self, args, state, control, **kwargs):
         self.distributed.wait_for_everyone()
@@ -159,7 +167,7 @@ class TrainingCheckpoints(TrainerCallback):
             if self.extra_state is not None:
                 write_json(saved / "ssp_state.json", self.extra_state())
             if self.model_folders:
-                self._model_folder(saved, saved.with_name(f"step-{state.global_step}"))
+                self._model_folder(saved, saved.with_name(f"step-{state.global_step}"), self.merge_adapter)
             if state.global_step >= state.max_steps:
                 # The last step's state is not kept: resuming from it, transformers would train one step past the
                 # end. The stage writes its result right after; a kill before that resumes from the previous state.
@@ -174,14 +182,17 @@ class TrainingCheckpoints(TrainerCallback):
         self.distributed.wait_for_everyone()
 
     @staticmethod
-    def _model_folder(saved: Path, target: Path) -> None:
+    def _model_folder(saved: Path, target: Path, merge_adapter: Callable[[Path, Path], None] | None) -> None:
         staging = staging_path(target)
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir()
+        skip = TRAINING_STATE_FILES if merge_adapter is None else ADAPTER_OR_STATE_FILES
         for path in saved.iterdir():
-            if not TRAINING_STATE_FILES.match(path.name):
+            if not skip.match(path.name):
                 link_or_copy(path, staging / path.name)
+        if merge_adapter is not None:
+            merge_adapter(saved, staging)
         replace_dir(staging, target)
 
 

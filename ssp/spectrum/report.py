@@ -29,7 +29,29 @@ def print_probe_table(probe: dict[str, dict[str, dict]], ks: list[int]) -> None:
     print("\n".join(probe_table(probe, ks)))
 
 
-def write_spectrum_report(path: Path, probe: dict, selection: dict, test: dict, recipe, cost: dict) -> None:
+def merge_line(fusion, key: str, best_single: str | None, note: str | None) -> str:
+    """How the spectrum model was made (`fusion.merge`, or explicit `fusion.weights`)."""
+    if fusion.weights:
+        line = "Merge: the recipe's `fusion.weights`, normalised."
+    elif fusion.merge == "score":
+        line = f"Merge: `score`, each specialist weighted by its {key}, normalised."
+    elif fusion.merge == "none":
+        line = f"Merge: `none`, no merge; `spectrum` is a copy of the best single checkpoint ({best_single})."
+    else:
+        line = "Merge: `uniform`, 1/N for each subdomain's specialist."
+    return line if note is None else f"{line} Note: {note}."
+
+
+def write_spectrum_report(
+    path: Path,
+    probe: dict,
+    selection: dict,
+    test: dict,
+    recipe,
+    cost: dict,
+    merge_note: str | None = None,
+    best_single: str | None = None,
+) -> None:
     key = "pass@1" if recipe.fusion.metric == "pass@1" else f"pass@{recipe.fusion.k}"
     sampling = recipe.probe.sampling
     test_sampling = recipe.eval.sampling
@@ -44,6 +66,8 @@ def write_spectrum_report(path: Path, probe: dict, selection: dict, test: dict, 
         *probe_table(probe, recipe.probe.ks),
         "",
         "## Selection",
+        "",
+        merge_line(recipe.fusion, key, best_single, merge_note),
         "",
         *selection_table(selection, key),
         "",
@@ -64,6 +88,7 @@ def write_spectrum_report(path: Path, probe: dict, selection: dict, test: dict, 
     ]
     write_text(path, "\n".join(lines))
     print("\nSelection:")
+    print(merge_line(recipe.fusion, key, best_single, merge_note))
     print("\n".join(selection_table(selection, key)))
     print("\nTest split:")
     print("\n".join(test_table(test, recipe.eval.ks)))

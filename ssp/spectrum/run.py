@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from ssp.data.loading import data_summary, load_split, sft_examples
 from ssp.evaluation.evaluate import evaluate_model, evaluate_models
 from ssp.files import read_json, write_json
 from ssp.generation.backends import resolve_backend
+from ssp.lora import check_target_modules, merge_adapter, peft_config, target_errors
 from ssp.models import bf16_supported, count_parameters, load_model, load_tokenizer
 from ssp.resume import (
     TrainingCheckpoints,
@@ -151,14 +153,19 @@ def train_sft(recipe, base_path: str, examples: list[dict], out: Path, meter: Co
     resume_from = latest_state(checkpoints_dir)
     tokenizer = load_tokenizer(base_path)
     model = load_model(base_path, recipe.model.dtype)
-    parameters = count_parameters(model)
-    trainer = SFTTrainer(
-        model=model,
-        args=build_sft_config(recipe, checkpoints_dir),
-        train_dataset=Dataset.from_list(examples),
-        processing_class=tokenizer,
-        callbacks=[TrainingCheckpoints(state, model_folders=True, after_save=meter.save)],
-    )
+    parameters = count_parameters(model)  # the whole model's, before peft adds adapters: what each step runs
+    lora = peft_config(recipe.model.lora)
+    # With LoRA, TRL saves the adapter: each step-N is the base with it merged in, a plain model folder.
+    merge = None if lora is None else partial(merge_adapter, base_path=base_path, dtype=recipe.model.dtype)
+    with target_errors():
+        trainer = SFTTrainer(
+            model=model,
+            args=build_sft_config(recipe, checkpoints_dir),
+            train_dataset=Dataset.from_list(examples),
+            processing_class=tokenizer,
+            callbacks=[TrainingCheckpoints(state, model_folders=True, after_save=meter.save, merge_adapter=merge)],
+            peft_config=lora,
+        )
     if resume_from is not None and state.is_main_process:
         print(f"resuming SFT from {resume_from} (step {step_of(resume_from.name)})", file=sys.stderr)
     with meter.phase("train"):
@@ -170,6 +177,9 @@ def train_sft(recipe, base_path: str, examples: list[dict], out: Path, meter: Co
         "processes": trainer.accelerator.num_processes,
         "distributed_type": trainer.accelerator.distributed_type.name,
     }
+    if lora is not None:
+        # peft's count reads DeepSpeed's sizes of partitioned parameters (ZeRO-3), where `numel()` is 0
+        trained["trainable_parameters"] = trainer.model.get_nb_trainable_parameters()[0]
     trainer.accelerator.free_memory()  # DeepSpeed's engine and optimizer states, before the models to probe load
     del trainer, model
     free_device_memory()
@@ -181,14 +191,34 @@ def train_sft(recipe, base_path: str, examples: list[dict], out: Path, meter: Co
     return trained
 
 
-def check_fusion_weights(weights: dict[str, float], probe_domains: set[str]) -> None:
-    """Explicit merge weights must name probed subdomains and give one of them a positive weight."""
+def check_fusion_weights(weights: dict[str, float], probe_domains: set[str], merge: str = "uniform") -> None:
+    """Explicit merge weights must name probed subdomains and give one of them a positive weight; they replace the
+    uniform merge, so they do not go with another `fusion.merge`."""
+    if weights and merge != "uniform":
+        raise RecipeError(f"fusion.weights: explicit weights replace the uniform merge; fusion.merge is {merge}")
     unknown = sorted(set(weights) - probe_domains)
     if unknown:
         known = ", ".join(sorted(probe_domains))
         raise RecipeError(f"fusion.weights.{unknown[0]}: not a probed subdomain (probed: {known})")
     if weights and not any(weights.get(d, 0.0) > 0 for d in probe_domains):
         raise RecipeError("fusion.weights: every probed subdomain has weight 0")
+
+
+def merge_weights(fusion, selection: dict[str, dict]) -> tuple[list[float], str | None]:
+    """The merge weight of each subdomain's specialist (sorted subdomains, not normalised), and a note when `score`
+    falls back to uniform. `none` merges nothing: its weights are 0 (the spectrum model is the best single one)."""
+    domains = sorted(selection)
+    if fusion.weights:
+        return [fusion.weights.get(d, 0.0) for d in domains], None
+    if fusion.merge == "none":
+        return [0.0] * len(domains), None
+    if fusion.merge == "score":
+        scores = [selection[d]["score"] for d in domains]
+        if sum(scores) > 0:
+            return scores, None
+        note = "fusion.merge score: every selected specialist scored 0, so the merge is uniform"
+        return [1.0] * len(domains), note
+    return [1.0] * len(domains), None
 
 
 def run_spectrum(recipe) -> dict | None:
@@ -201,7 +231,8 @@ def run_spectrum(recipe) -> dict | None:
     train_rows = load_split(data.train, recipe.task, "data.train", data.prompt_template, for_training=True)
     probe_rows = load_split(data.probe, recipe.task, "data.probe", data.prompt_template)
     test_rows = load_split(data.test, recipe.task, "data.test", data.prompt_template)
-    check_fusion_weights(recipe.fusion.weights, {row["domain"] for row in probe_rows})
+    check_fusion_weights(recipe.fusion.weights, {row["domain"] for row in probe_rows}, recipe.fusion.merge)
+    check_target_modules(recipe.model.lora, recipe.model.name_or_path, recipe.model.tiny)
     check_context_budget(recipe, planned_positions(recipe, recipe.model.name_or_path))
     out, _ = prepare_output_dir(recipe, state)
     if state.is_main_process:
@@ -225,11 +256,14 @@ def run_spectrum(recipe) -> dict | None:
     key = metric_key(fusion.metric, fusion.k)
     selection = select_checkpoints(probe, key)
     domains = sorted(selection)
-    weights = [fusion.weights.get(d, 0.0) for d in domains] if fusion.weights else [1.0] * len(domains)
-    total = sum(weights)
+    weights, note = merge_weights(fusion, selection)
+    total = sum(weights) or 1.0  # `none`: every weight is 0
     for domain, weight in zip(domains, weights, strict=True):
         selection[domain]["weight"] = weight / total
     best_single = best_single_checkpoint(probe, key)
+    # `none`: the spectrum model is the best single checkpoint, copied, so evaluation and RL read it as before.
+    sources = [best_single] if fusion.merge == "none" else [selection[d]["checkpoint"] for d in domains]
+    source_weights = [1.0] if fusion.merge == "none" else weights
 
     # --- selection and fusion, on the main process ----------------------------------------------------------------
     if state.is_main_process:
@@ -238,12 +272,13 @@ def run_spectrum(recipe) -> dict | None:
         record = {"metric": key, "ks": recipe.probe.ks, "sampling": sampling, "backend": backend, "checkpoints": probe}
         write_json(out / "probe.json", record)
         print_probe_table(probe, recipe.probe.ks)
-        write_json(out / "selection.json", {"metric": key, "subdomains": selection, "best_single": best_single})
+        if note is not None:
+            print(f"warning: {note}", file=sys.stderr)
+        chosen = {"metric": key, "merge": fusion.merge, "subdomains": selection, "best_single": best_single}
+        write_json(out / "selection.json", chosen | ({} if note is None else {"merge_note": note}))
         if not (out / "spectrum").is_dir():  # complete when present: merged under a staging name
             with meter.phase("fusion"):
-                merge_models(
-                    [checkpoints_dir / selection[d]["checkpoint"] for d in domains], weights, out / "spectrum"
-                )
+                merge_models([checkpoints_dir / name for name in sources], source_weights, out / "spectrum")
     state.wait_for_everyone()
 
     # --- held-out evaluation, on every process ----------------------------------------------------------------
@@ -265,5 +300,6 @@ def run_spectrum(recipe) -> dict | None:
     sampling = dataclasses.asdict(recipe.eval.sampling)
     write_json(out / "eval.json", {"ks": recipe.eval.ks, "sampling": sampling, "models": test})
     cost = meter.record(out / "cost.json")
-    write_spectrum_report(out / "spectrum_report.md", probe, selection, test, recipe, cost)
+    write_spectrum_report(out / "spectrum_report.md", probe, selection, test, recipe, cost,
+                          merge_note=note, best_single=best_single)  # fmt: skip
     return {"probe": probe, "selection": selection, "test": test, "cost": cost}
