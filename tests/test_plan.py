@@ -50,6 +50,15 @@ def test_the_shipped_recipes_fit_on_one_node_of_a100s():
     assert len(every) == 7 and plan["total"]["device_hours"] == pytest.approx(sum(s.device_hours for s in every))
 
 
+def test_the_difficulty_filter_is_planned_as_one_sampling_pass_before_its_stage():
+    plan = plan_recipes([*PAIR, "rl.stages.1.difficulty_filter=true"], Assumptions(problems=1000))
+    names = [stage.name for stage in plan["recipes"][1]["stages"]]
+    assert names == ["rl:math-16k", "filter:math-32k", "rl:math-32k", "rl:code", "eval"]
+    # 1,000 prompts x 16 generations (the stage's num_generations) x 50% of its 32,768-token completions
+    assert stages(plan)["filter:math-32k"].tokens_generated == pytest.approx(1000 * 16 * 16384)
+    assert stages(plan)["eval"].notes[0].startswith("4 model(s)")  # the initial model and three stages, as before
+
+
 def test_the_replaced_rl_configuration_does_not_fit_and_says_why():
     old = ["rl.per_device_train_batch_size=8", "rl.gradient_accumulation_steps=16",
            *[f"rl.stages.{i}.trl={{steps_per_generation: 16}}" for i in range(3)],

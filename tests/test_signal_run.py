@@ -85,7 +85,7 @@ def test_rl_trl_keys_are_checked_before_the_run_folder(override, message, tmp_pa
 
 def test_every_rl_key_reaches_trl_under_its_name_or_through_a_translation():
     """A key named like a GRPOConfig field passes unchanged; the others are translated or are ssp's own."""
-    own = {"data", "trl", "stages"}
+    own = {"data", "trl", "stages", "difficulty_filter"}  # the filter runs before TRL
     keys = {f.name for f in dataclasses.fields(RLSection)}
     assert keys == set(passed_through()) | set(TRANSLATED) | own
     args = build_mgpo_config(RLSection(learning_rate=0.25, top_k=3, mgpo_lambda=0.5, trl={"num_iterations": 2}),

@@ -27,7 +27,7 @@ import yaml
 from ssp.config import RecipeError, load_recipe
 from ssp.plan.formulas import DEVICES, HEADROOM_GIB, KNOWN_ARCHITECTURES, Architecture, Assumptions, find_architecture
 from ssp.plan.stages import StagePlan, count_problems, plan_generation, plan_rl_stage, plan_sft
-from ssp.signal.curriculum import resolve_stages, stage_key
+from ssp.signal.curriculum import filter_sampling, resolve_stages, stage_key
 from ssp.tables import markdown_lines
 
 
@@ -120,9 +120,17 @@ def _plan_one(recipe, stage: str, arch: Architecture, assumptions: Assumptions, 
                                       recipe.probe.sampling, checkpoints, recipe.probe.backend))  # fmt: skip
         models = 3 if recipe.eval.base else 2
     else:
-        for index, (name, rl) in enumerate(resolve_stages(recipe.rl, check_files=False)):
-            stages.append(plan_rl_stage(name, stage_key(recipe.rl, index), rl, arch, assumptions, usable))
-        models = len(stages) + (1 if recipe.eval.base else 0)
+        curriculum = resolve_stages(recipe.rl, check_files=False)
+        for index, (name, rl) in enumerate(curriculum):
+            key = stage_key(recipe.rl, index)
+            if rl.difficulty_filter:  # one sampling pass over the stage's prompts before it trains
+                prompts = count_problems(rl.data, task, assumptions, [], f"{key}.data")
+                sampling = filter_sampling(rl, recipe.eval.sampling.batch_size)
+                # it samples with eval's batch size and backend, which the plan's advice names
+                stages.append(plan_generation(f"filter:{name}", "eval", arch, assumptions, usable, prompts, sampling,
+                                              1, recipe.eval.backend))  # fmt: skip
+            stages.append(plan_rl_stage(name, key, rl, arch, assumptions, usable))
+        models = len(curriculum) + (1 if recipe.eval.base else 0)
     test_problems = count_problems(recipe.data.test, task, assumptions, [], "data.test")
     evaluation = plan_generation("eval", "eval", arch, assumptions, usable, test_problems, recipe.eval.sampling,
                                  models, recipe.eval.backend)  # fmt: skip

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ssp.coerce import RecipeError, describe, from_dict
-from ssp.config import RLSection
+from ssp.config import RLSection, SamplingConfig
 from ssp.recipe_checks import check_reward, check_source
 
 
@@ -80,3 +80,17 @@ def check_stage(rl: RLSection, key: str, check_files: bool = True) -> None:
             )
     if check_files and rl.deepspeed and not Path(rl.deepspeed).is_file():
         raise RecipeError(f"{key}.deepspeed: file not found: {rl.deepspeed}")
+
+
+def filter_sampling(rl: RLSection, batch_size: int) -> SamplingConfig:
+    """The stage's rollout settings as an evaluation's: `num_generations` samples of at most
+    `max_completion_length` tokens at its temperature, top_p and top_k (and `rl.trl.repetition_penalty`)."""
+    return SamplingConfig(
+        n=rl.num_generations,
+        temperature=rl.temperature,
+        top_p=rl.top_p,
+        top_k=rl.top_k,
+        max_new_tokens=rl.max_completion_length,
+        batch_size=batch_size,
+        repetition_penalty=rl.trl.get("repetition_penalty", 1.0),
+    )

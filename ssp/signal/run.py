@@ -1,5 +1,7 @@
 """`ssp rl RECIPE`: evaluate the initial model, then for each curriculum stage run GRPO with MGPO weighting,
-save the stage's model and metrics under OUT/stages/<name>/, and evaluate it on the test split.
+save the stage's model and metrics under OUT/stages/<name>/, and evaluate it on the test split. With
+`rl.difficulty_filter` a stage first drops the prompts its initial model always or never solves
+(`ssp.signal.difficulty`).
 
 Every process trains and evaluates (each its share of the prompts, `ssp.generation.parallel`); the main process
 alone writes the results.
@@ -21,6 +23,7 @@ from ssp.data.loading import chat_prompt, load_split
 from ssp.evaluation.evaluate import evaluate_models
 from ssp.files import read_json, replace_dir, staging_path, write_json
 from ssp.generation.vllm_cpu import prepare_vllm_cpu
+from ssp.lora import check_target_modules, merge_adapter_folder, peft_config, target_errors
 from ssp.models import count_parameters, load_model, load_tokenizer
 from ssp.resume import (
     TrainingCheckpoints,
@@ -41,6 +44,7 @@ from ssp.runs import (
 )
 from ssp.signal.config import build_mgpo_config, check_stage_trl, uses_vllm
 from ssp.signal.curriculum import resolve_stages, stage_key
+from ssp.signal.difficulty import COUNTS, filter_stage
 from ssp.signal.report import print_signal_table
 from ssp.signal.trainer import MGPOTrainer
 
@@ -110,13 +114,15 @@ def train_stage(
         prepare_vllm_cpu()  # vLLM's CPU build; see ssp.generation.vllm_cpu
     args = build_mgpo_config(rl, stage_dir, f"{Path(recipe.output_dir).name}-{name}", recipe.seed,
                              recipe.distributed_timeout_minutes, model_path)  # fmt: skip
-    trainer = MGPOTrainer(
-        model=model,
-        reward_funcs=[get_reward(reward) for reward in rl.rewards],
-        args=args,
-        train_dataset=rl_dataset(rows, recipe.data.system_prompt),
-        processing_class=tokenizer,
-    )
+    with target_errors():  # LoRA (`model.lora`): TRL wraps the model with the adapters
+        trainer = MGPOTrainer(
+            model=model,
+            reward_funcs=[get_reward(reward) for reward in rl.rewards],
+            args=args,
+            train_dataset=rl_dataset(rows, recipe.data.system_prompt),
+            processing_class=tokenizer,
+            peft_config=peft_config(recipe.model.lora),
+        )
 
     # The token counters live on the trainer, not in transformers' state: they travel with each training state.
     trainer.add_callback(
@@ -138,6 +144,8 @@ def train_stage(
     state.wait_for_everyone()
     if state.is_main_process:
         tokenizer.save_pretrained(str(staging_path(target)))
+        if recipe.model.lora.enabled:  # TRL saved the adapter: the stage's model is its start with it merged in
+            merge_adapter_folder(staging_path(target), model_path, recipe.model.dtype)
         replace_dir(staging_path(target), target)
         write_json(stage_dir / "metrics.json", metrics)
         drop_training_states(stage_dir / "checkpoints")
@@ -167,6 +175,7 @@ def run_signal(recipe) -> dict | None:
         stage_rows[name] = load_split(rl.data, recipe.task, key, data.prompt_template)
     test_rows = load_split(data.test, recipe.task, "data.test", data.prompt_template)
     initial = resolve_initial_model(recipe.model.name_or_path)
+    check_target_modules(recipe.model.lora, initial, recipe.model.tiny)
     check_context_budget(recipe, stages, planned_positions(recipe, initial))
     out, _ = prepare_output_dir(recipe, state)
     if state.is_main_process:
@@ -191,20 +200,28 @@ def run_signal(recipe) -> dict | None:
         evaluations["initial"] = evaluate("initial", model_path, out / "initial_eval.json")
 
     stage_results = {}
-    for name, rl in stages:
+    for index, (name, rl) in enumerate(stages):
         stage_dir = out / "stages" / name
+        rows, filtered = stage_rows[name], None
+        if rl.difficulty_filter:  # only the prompts the stage's initial model solves sometimes (stages/<name>/)
+            rows, filtered = filter_stage(recipe, stage_key(recipe.rl, index), name, rl, rows, model_path,
+                                          stage_dir, meter)  # fmt: skip
         if (stage_dir / "metrics.json").is_file():  # trained by an interrupted run (its model is complete)
             metrics = read_json(stage_dir / "metrics.json")
         else:
-            metrics = train_stage(recipe, name, rl, stage_rows[name], model_path, out, meter)
+            metrics = train_stage(recipe, name, rl, rows, model_path, out, meter)
         meter.parameters = metrics["parameters"]
         meter.processes, meter.distributed_type = metrics["processes"], metrics["distributed_type"]
         meter.add_generation(metrics["tokens_generated"], meter.parameters)
         meter.add_training(metrics["tokens_trained"], meter.parameters)
+        if filtered is not None:  # counted here: the model's size is known once the stage has loaded it
+            meter.add_generation(filtered["tokens_generated"], meter.parameters)
         model_path = str(stage_dir / "model")
         evaluations[name] = evaluate(name, model_path, stage_dir / "eval.json")
         tokens = {key: metrics[key] for key in ("tokens_generated", "tokens_trained")}
         stage_results[name] = {"model": model_path, **tokens, "seconds": meter.phases[f"train:{name}"]}
+        if filtered is not None:
+            stage_results[name]["difficulty"] = {key: filtered[key] for key in COUNTS}
 
     if not state.is_main_process:
         return None
