@@ -14,7 +14,7 @@ import subprocess
 import pytest
 import yaml
 from test_demo import SMALL_RL
-from test_launch_scripts import LAUNCH, fake_slurm, printed_commands  # noqa: F401 (a fixture)
+from test_launch_scripts import LAUNCH, REPO, fake_slurm, printed_commands  # noqa: F401 (a fixture)
 from test_resume import ssp_run
 from test_spectrum_run import SMALL as SMALL_SFT
 
@@ -226,6 +226,15 @@ def test_slurm_arrays_run_each_task_through_the_launch_scripts(tmp_path, fake_sl
     result = subprocess.run(["bash", str(LAUNCH / "sweep_array.sbatch"), str(slurm / "rl.tasks")], env=env,
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2 and "has no line for array task 2" in result.stderr
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "recipes" / "ablations").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_built_in_ablation_loads(path, monkeypatch):
+    """Each file's every (variant, seed) recipe loads and checks, and its baseline is among its variants."""
+    monkeypatch.chdir(REPO)
+    plan = load_sweep(path)
+    assert plan.baseline in [variant.name for variant in plan.variants] and plan.config.seeds == [0, 1, 2]
+    assert len(plan.pipelines) == 3 * len(plan.variants)
 
 
 def test_seed_interval_is_the_t_interval():
