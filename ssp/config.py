@@ -101,6 +101,17 @@ class ContextConfig:
 
 
 @dataclass
+class TinyPretraining:
+    """Pretraining of the embedded model on generic arithmetic text before the spectrum stage (ssp.pretrain), run
+    once per machine and cached. 0 steps: the model starts from random weights."""
+
+    steps: int = field(default=0, metadata=NON_NEGATIVE)
+    learning_rate: float = field(default=3.0e-3, metadata=POSITIVE)
+    batch_size: int = field(default=64, metadata=AT_LEAST_1)
+    length: int = field(default=128, metadata=AT_LEAST_1)  # tokens per block
+
+
+@dataclass
 class TinyModelSpec:
     """Shape of the embedded Llama-style model (about 1M parameters at the defaults; built by ssp.tiny_models)."""
 
@@ -110,6 +121,7 @@ class TinyModelSpec:
     intermediate_size: int = 512
     max_position_embeddings: int = 512
     vocab_size: int = 128  # a target for BPE training; the real size is what the trainer ends up with
+    pretrain: TinyPretraining = field(default_factory=TinyPretraining)
 
 
 @dataclass

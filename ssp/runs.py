@@ -19,6 +19,7 @@ from transformers import AutoConfig, TrainingArguments
 from ssp.config import RecipeError, dump_recipe
 from ssp.files import staged_dir, write_text
 from ssp.models import prepare_initial_model
+from ssp.pretrain import pretrained_tiny_model
 from ssp.resume import check_same_recipe
 from ssp.tiny_models import build_tiny_model
 
@@ -186,7 +187,10 @@ def materialize_base_model(recipe, rows: list[dict], out: Path, state: PartialSt
         if source == "tiny":
             texts = tiny_model_texts(rows, recipe.data.prompt_template, recipe.data.system_prompt)
             with staged_dir(base) as staging:
-                build_tiny_model(staging, texts, recipe.model.tiny, recipe.seed)
+                if recipe.model.tiny.pretrain.steps:  # one pretrained base per machine, as a hub model would be
+                    shutil.copytree(pretrained_tiny_model(recipe.model.tiny), staging, dirs_exist_ok=True)
+                else:
+                    build_tiny_model(staging, texts, recipe.model.tiny, recipe.seed)
                 prepare_initial_model(
                     staging, staging, context=model_context_overrides(recipe), chat_template=recipe.model.chat_template
                 )

@@ -17,6 +17,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def machine_cache(tmp_path_factory):
+    """The pretrained tiny bases the tests build go to a temporary cache, never the user's ~/.cache/ssp."""
+    os.environ["SSP_CACHE"] = str(tmp_path_factory.mktemp("ssp-cache"))
+
+
 @pytest.fixture(scope="session")
 def small_splits():
     return make_splits(seed=0, train_size=200, probe_size=8, test_size=8)

@@ -21,6 +21,7 @@ LAYERS = {
     "ssp.models": "core",
     "ssp.lora": "core",
     "ssp.tiny_models": "core",
+    "ssp.pretrain": "core",
     "ssp.runs": "core",
     "ssp.resume": "core",
     "ssp.cost": "core",

@@ -1,0 +1,147 @@
+"""Pretraining the embedded model, so the spectrum stage fine-tunes a base that already computes, as SSP assumes.
+
+SSP starts from a pretrained base (Qwen2.5-Math): its SFT checkpoints stay close to one another, which is why
+they can be averaged. A model trained from scratch at a from-scratch learning rate has checkpoints far apart, and
+their average is worse than either. So the demo's `tiny` model is first pretrained here on generic arithmetic
+text, once per machine (cached by its settings), and the spectrum stage then fine-tunes it at a fine-tuning rate.
+
+The corpus is generic: lines of the operations the synthetic task's solutions are written in (sums, differences,
+products, divisions with remainder, exact divisions, arithmetic progressions, a term moved across an equation),
+over the operand range of the task's difficulty 1. It never holds a task problem, a solution or the chat format; what
+to answer, in which steps and in which format is what the spectrum stage teaches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import string
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, LlamaForCausalLM
+
+from ssp.files import staged_dir, write_json
+from ssp.tiny_models import build_tiny_model
+
+if TYPE_CHECKING:
+    from ssp.config import TinyModelSpec
+
+CORPUS_VERSION = 1  # part of the cache key: raise it when the corpus or the training loop changes
+PRETRAIN_SEED = 0
+TOP = 9  # largest operand in the corpus, as at the task's difficulty 1
+
+
+def _statement(rng: random.Random) -> str:
+    """One true statement of arithmetic, in the notation of the task's solutions: one-digit operands, except the
+    running total a step adds to, subtracts from or divides (up to 99)."""
+    kind = rng.randrange(7)
+    if kind == 0:
+        a, b = rng.randint(0, 99 - TOP), rng.randint(0, TOP)
+        return f"{a}+{b}={a + b}."
+    if kind == 1:
+        a, b = rng.randint(0, 99), rng.randint(0, TOP)
+        return f"{a}-{b}={a - b}."
+    if kind == 2:
+        a, b = rng.randint(0, TOP), rng.randint(0, TOP)
+        return f"{a}*{b}={a * b}."
+    if kind == 3:
+        total, m = rng.randint(0, 99), rng.randint(2, TOP)
+        quotient, remainder = divmod(total, m)
+        return f"{total}={quotient}*{m}+{remainder}."
+    if kind == 4:
+        quotient, m = rng.randint(-TOP, TOP), rng.choice([i for i in range(-TOP, TOP + 1) if i != 0])
+        divisor = str(m) if m > 0 else f"({m})"
+        return f"x={quotient * m}/{divisor}={quotient}."
+    if kind == 5:
+        first, step, n = rng.randint(0, TOP), rng.randint(1, TOP), rng.randint(3, 9)
+        terms = [first + i * step for i in range(n)]
+        if rng.random() < 0.5:
+            return f"d={step}. {', '.join(str(t) for t in terms)}."
+        return f"{first}+({n}-1)*{step}={first}+{(n - 1) * step}={terms[-1]}."
+    a, c = rng.sample(range(1, TOP + 1), 2)
+    return f"{a}x-{c}x={a - c}x."
+
+
+def corpus_line(rng: random.Random) -> str:
+    """A document: a few unrelated statements, as a page of worked arithmetic reads."""
+    return " ".join(_statement(rng) for _ in range(rng.randint(3, 8)))
+
+
+def _vocabulary_texts(rng: random.Random) -> list[str]:
+    """What the tokenizer is trained on: printable ASCII, so every character of a later recipe's text encodes, and
+    corpus lines for the merges. The base knows nothing of any task, as a hub base model does not."""
+    return [string.printable] + [corpus_line(rng) for _ in range(2000)]
+
+
+def pretrain_key(spec: TinyModelSpec, seed: int) -> str:
+    settings = {"spec": asdict(spec), "seed": seed, "version": CORPUS_VERSION}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cache_root() -> Path:
+    """`SSP_CACHE` if set, else ~/.cache/ssp: shared by every run on the machine."""
+    return Path(os.environ.get("SSP_CACHE") or Path.home() / ".cache" / "ssp")
+
+
+def _blocks(tokenizer, rng: random.Random, batch_size: int, length: int) -> torch.Tensor:
+    """`batch_size` blocks of `length` tokens cut from documents packed end to end, each preceded by BOS."""
+    ids: list[int] = []
+    while len(ids) < batch_size * length:
+        ids.extend([tokenizer.bos_token_id, *tokenizer(corpus_line(rng), add_special_tokens=False)["input_ids"]])
+    return torch.tensor(ids[: batch_size * length]).view(batch_size, length)
+
+
+def pretrain_tiny_model(out_dir: Path, spec: TinyModelSpec, seed: int) -> Path:
+    """Build the tiny model and train it on the corpus for `spec.pretrain.steps` steps (AdamW, cosine schedule
+    after a short warm-up); save it with its tokenizer to `out_dir`."""
+    started = time.monotonic()
+    rng = random.Random(f"pretrain/{seed}")
+    build_tiny_model(out_dir, _vocabulary_texts(rng), spec, seed)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    model = LlamaForCausalLM.from_pretrained(out_dir, torch_dtype=torch.float32)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.pretrain.learning_rate, weight_decay=0.01)
+    warmup = max(1, spec.pretrain.steps // 20)
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, spec.pretrain.steps - warmup)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    model.train()
+    losses = []
+    with tqdm(range(spec.pretrain.steps), desc="pretraining the tiny model") as bar:
+        for step in bar:
+            batch = _blocks(tokenizer, rng, spec.pretrain.batch_size, spec.pretrain.length)
+            loss = model(input_ids=batch, labels=batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            if step % 50 == 0 or step == spec.pretrain.steps - 1:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    model.save_pretrained(out_dir)
+    seconds = round(time.monotonic() - started, 1)
+    write_json(out_dir / "pretraining.json", {"spec": asdict(spec), "seed": seed, "seconds": seconds, "loss": losses})
+    return out_dir
+
+
+def pretrained_tiny_model(spec: TinyModelSpec) -> Path:
+    """The pretrained tiny model for `spec`, from the machine's cache, built there the first time. Its seed is
+    fixed: like a hub base model it is the same for every run, whatever the run's own seed."""
+    folder = cache_root() / f"tiny-pretrained-{pretrain_key(spec, PRETRAIN_SEED)}"
+    if not (folder / "pretraining.json").is_file():  # written last: the folder is complete when it is there
+        with staged_dir(folder) as staging:
+            pretrain_tiny_model(staging, spec, PRETRAIN_SEED)
+    return folder

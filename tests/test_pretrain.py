@@ -1,0 +1,93 @@
+"""ssp.pretrain: the corpus states only true arithmetic, pretraining lowers the loss, and the pretrained base is
+built once per machine, is the same for every run seed, and becomes a run's OUT/base."""
+
+import json
+import random
+import re
+
+import pytest
+import torch
+from accelerate import PartialState
+from safetensors.torch import load_file
+
+import ssp.pretrain as pretrain
+from ssp.config import RecipeError, TinyModelSpec, TinyPretraining, load_recipe
+from ssp.pretrain import corpus_line, pretrain_key, pretrained_tiny_model
+from ssp.runs import materialize_base_model
+
+SMALL = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
+
+
+def small_spec(steps: int = 3) -> TinyModelSpec:
+    return TinyModelSpec(**SMALL, pretrain=TinyPretraining(steps=steps, batch_size=8, length=64))
+
+
+def statement_holds(statement: str) -> bool:
+    """Check one corpus statement independently of how it was generated."""
+    if statement.startswith("d="):
+        step, terms = re.fullmatch(r"d=(\d+)\. (.+)\.", statement).groups()
+        values = [int(t) for t in terms.split(", ")]
+        return all(b - a == int(step) for a, b in zip(values, values[1:], strict=False))
+    if "x-" in statement:
+        a, c, k = map(int, re.fullmatch(r"(\d+)x-(\d+)x=(-?\d+)x\.", statement).groups())
+        return a - c == k
+    if statement.startswith("x="):
+        numerator, divisor, quotient = re.fullmatch(r"x=(-?\d+)/\(?(-?\d+)\)?=(-?\d+)\.", statement).groups()
+        return int(numerator) == int(divisor) * int(quotient)
+    sides = statement.rstrip(".").split("=")
+    values = [eval(side) for side in sides]  # only digits and + - * ( ): checked by the pattern below
+    if re.fullmatch(r"\d+=\d+\*\d+\+\d+", statement.rstrip(".")):  # total=quotient*m+remainder, remainder < m
+        _, m, remainder = map(int, re.findall(r"\d+", statement)[1:])
+        return values[0] == values[1] and remainder < m
+    return len(set(values)) == 1
+
+
+def test_every_corpus_statement_is_true():
+    rng = random.Random(1)
+    statements = []
+    for _ in range(300):
+        line = corpus_line(rng)
+        assert re.fullmatch(r"[0-9x+\-*/=(),. d]+", line), line
+        statements += re.findall(r"d=\d+\. [\d, ]+\.|[^ ]+\.", line)
+    kinds = {re.sub(r"\d+", "9", s)[:4] for s in statements}
+    assert len(kinds) >= 7  # every kind of statement appears
+    assert all(statement_holds(s) for s in statements), [s for s in statements if not statement_holds(s)][:3]
+
+
+def test_pretraining_lowers_the_loss(tmp_path):
+    out = pretrain.pretrain_tiny_model(tmp_path / "model", small_spec(steps=40), seed=0)
+    losses = json.loads((out / "pretraining.json").read_text())["loss"]
+    assert len(losses) == 40
+    assert sum(losses[-5:]) / 5 < 0.8 * losses[0]
+
+
+def test_the_base_is_built_once_and_keyed_by_its_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSP_CACHE", str(tmp_path))
+    first = pretrained_tiny_model(small_spec())
+    assert first.parent == tmp_path and (first / "model.safetensors").is_file()
+    monkeypatch.setattr(pretrain, "pretrain_tiny_model", lambda *a, **k: pytest.fail("pretrained twice"))
+    assert pretrained_tiny_model(small_spec()) == first
+    assert pretrain_key(small_spec(steps=4), 0) != pretrain_key(small_spec(steps=3), 0)
+    assert pretrain_key(TinyModelSpec(**{**SMALL, "hidden_size": 64}), 0) != pretrain_key(TinyModelSpec(**SMALL), 0)
+
+
+def test_a_run_starts_from_the_pretrained_base_whatever_its_seed(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSP_CACHE", str(tmp_path / "cache"))
+    tiny = ",".join(f"{k}: {v}" for k, v in SMALL.items())
+    bases = []
+    for seed in (0, 1):
+        recipe = load_recipe(
+            "recipes/demo/sft.yaml",
+            [f"model.tiny={{{tiny}}}", "model.tiny.pretrain={steps: 3, batch_size: 8, length: 64}", f"seed={seed}"],
+        )
+        base = materialize_base_model(recipe, [], tmp_path / f"run{seed}", PartialState())
+        bases.append(load_file(f"{base}/model.safetensors"))
+        assert (tmp_path / f"run{seed}" / "base" / "pretraining.json").is_file()
+    cached = load_file(str(pretrained_tiny_model(recipe.model.tiny) / "model.safetensors"))
+    for name, weight in cached.items():
+        assert torch.equal(bases[0][name], weight) and torch.equal(bases[1][name], weight)
+
+
+def test_negative_pretraining_steps_are_a_one_line_error():
+    with pytest.raises(RecipeError, match=r"model\.tiny\.pretrain\.steps.*>= 0"):
+        load_recipe("recipes/demo/sft.yaml", ["model.tiny.pretrain.steps=-1"])
