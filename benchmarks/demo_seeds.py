@@ -59,7 +59,7 @@ def main() -> None:
                 raise SystemExit(f"seed {seed}: per-problem {name} pass rates disagree with summary.json")
         differences = [signal[problem] - spectrum[problem] for problem in spectrum]
         mean = sum(differences) / len(differences)
-        bootstrap = paired_bootstrap([differences])
+        bootstrap = paired_bootstrap([dict(enumerate(differences))])
         se, low, high = bootstrap["se"], bootstrap["low"], bootstrap["high"]
         lines.append(
             f"| {seed} | {seconds} | {summary['base']['pass@1']:.3f} | {summary['best_single']['pass@1']:.3f} "

@@ -13,6 +13,7 @@ to answer, in which steps and in which format is what the spectrum stage teaches
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -24,7 +25,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import tokenizers
 import torch
+import transformers
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, LlamaForCausalLM
 
@@ -82,7 +85,13 @@ def _vocabulary_texts(rng: random.Random) -> list[str]:
 
 
 def pretrain_key(spec: TinyModelSpec, seed: int) -> str:
-    settings = {"spec": asdict(spec), "seed": seed, "version": CORPUS_VERSION}
+    """The cache name's hash: the settings, the corpus version and the libraries that build and train the model."""
+    libraries = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+    }
+    settings = {"spec": asdict(spec), "seed": seed, "version": CORPUS_VERSION, "libraries": libraries}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -141,7 +150,14 @@ def pretrained_tiny_model(spec: TinyModelSpec) -> Path:
     """The pretrained tiny model for `spec`, from the machine's cache, built there the first time. Its seed is
     fixed: like a hub base model it is the same for every run, whatever the run's own seed."""
     folder = cache_root() / f"tiny-pretrained-{pretrain_key(spec, PRETRAIN_SEED)}"
-    if not (folder / "pretraining.json").is_file():  # written last: the folder is complete when it is there
-        with staged_dir(folder) as staging:
-            pretrain_tiny_model(staging, spec, PRETRAIN_SEED)
+    if (folder / "pretraining.json").is_file():  # the folder is renamed into place complete
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Runs starting together (a Slurm array, two sweeps, a cache on shared storage) build it once: the first takes
+    # the lock and builds, the others wait and then find it built.
+    with open(folder.with_name(folder.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "pretraining.json").is_file():
+            with staged_dir(folder) as staging:
+                pretrain_tiny_model(staging, spec, PRETRAIN_SEED)
     return folder

@@ -2,8 +2,12 @@
 built once per machine, is the same for every run seed, and becomes a run's OUT/base."""
 
 import json
+import os
 import random
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -91,3 +95,48 @@ def test_a_run_starts_from_the_pretrained_base_whatever_its_seed(tmp_path, monke
 def test_negative_pretraining_steps_are_a_one_line_error():
     with pytest.raises(RecipeError, match=r"model\.tiny\.pretrain\.steps.*>= 0"):
         load_recipe("recipes/demo/sft.yaml", ["model.tiny.pretrain.steps=-1"])
+
+
+BUILD = """
+import sys
+import ssp.pretrain as pretrain
+from ssp.config import TinyModelSpec, TinyPretraining
+
+real = pretrain.pretrain_tiny_model
+
+
+def counted(*args, **kwargs):
+    with open(sys.argv[1], "a") as log:
+        log.write("built\\n")
+    return real(*args, **kwargs)
+
+
+pretrain.pretrain_tiny_model = counted
+spec = TinyModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                     pretrain=TinyPretraining(steps=3, batch_size=8, length=64))
+print(pretrain.pretrained_tiny_model(spec))
+"""
+
+
+def test_runs_starting_together_build_the_base_once(tmp_path):
+    script, log = tmp_path / "build.py", tmp_path / "builds.log"
+    script.write_text(BUILD)
+    env = {**os.environ, "SSP_CACHE": str(tmp_path / "cache")}
+    runs = [subprocess.Popen([sys.executable, str(script), str(log)], env=env, stdout=subprocess.PIPE, text=True)
+            for _ in range(2)]  # fmt: skip
+    folders = {run.communicate(timeout=300)[0].strip().splitlines()[-1] for run in runs}
+    assert [run.returncode for run in runs] == [0, 0]
+    assert log.read_text().splitlines() == ["built"]
+    (folder,) = folders
+    assert (Path(folder) / "model.safetensors").is_file()
+    assert [p.name for p in (tmp_path / "cache").iterdir() if p.name.endswith(".writing")] == []
+
+
+def test_an_interrupted_build_is_cleared_and_redone(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSP_CACHE", str(tmp_path))
+    target = tmp_path / f"tiny-pretrained-{pretrain_key(small_spec(), 0)}"
+    leftover = target.with_name(f".{target.name}.writing")
+    leftover.mkdir()
+    (leftover / "model.safetensors").write_text("half written")
+    assert pretrained_tiny_model(small_spec()) == target
+    assert not leftover.exists() and load_file(str(target / "model.safetensors"))

@@ -120,6 +120,10 @@ def test_intervals_recomputed_from_the_run_folders(sweep, tmp_path):
     row = rows[("grpo", "rl:main")]
     assert float(row["diff_pass@1_mean"]) == pytest.approx(expected)
     assert float(row["diff_pass@1_low"]) <= expected <= float(row["diff_pass@1_high"])
+    averaged = [statistics.fmean(pair) for pair in zip(*differences, strict=True)]  # the seeds share the problems
+    assert float(row["diff_pass@1_se"]) == pytest.approx(
+        statistics.pstdev(averaged) / math.sqrt(len(averaged)), rel=0.1
+    )
     assert rows[("mgpo", "rl:main")]["diff_pass@1_mean"] == "nan"  # the baseline has no difference to itself
     markdown = (out / "sweep.md").read_text()
     low, high = float(row["diff_pass@1_low"]), float(row["diff_pass@1_high"])
@@ -173,6 +177,26 @@ def test_sweep_file_errors(tmp_path, extra, message):
     path = write_sweep(tmp_path / "sweep.yaml", tmp_path / "out", LAMBDAS, **extra)
     with pytest.raises(RecipeError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_sweep(path)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        (["task.test_size=3"], "task"),
+        (["eval.ks=[1,2]"], "eval.ks"),
+        (["eval.sampling.temperature=1.0", "eval.greedy=false"], "eval.sampling, eval.greedy"),
+    ],
+)
+def test_a_variant_scored_unlike_the_baseline_is_refused_before_anything_runs(tmp_path, overrides, named):
+    """Both stages changed alike (so the pipeline itself is consistent), yet not comparable with the baseline."""
+    variants = [*LAMBDAS, {"name": "other", "sft": overrides, "rl": overrides}]
+    path = write_sweep(tmp_path / "sweep.yaml", tmp_path / "out", variants)
+    with pytest.raises(RecipeError, match=f"variant other: its {named} differ from the baseline mgpo's"):
+        load_sweep(path)
+    assert not (tmp_path / "out").exists()
+    larger = ["task.train_size=96", "task.probe_size=3"]
+    larger_training = [*LAMBDAS, {"name": "more", "sft": larger, "rl": larger}]
+    load_sweep(write_sweep(tmp_path / "fine.yaml", tmp_path / "out", larger_training))  # the test split is unchanged
 
 
 def test_a_variant_may_not_set_what_the_sweep_sets(tmp_path):
@@ -246,16 +270,29 @@ def test_seed_interval_is_the_t_interval():
 
 
 def test_paired_bootstrap_agrees_with_the_analytic_standard_error():
-    """The bootstrap SE of a mean over seeds of per-seed means approaches sqrt(sum_s var_s / n_s) / S."""
+    """Seeds on the same problems: the SE is that of the per-problem difference averaged over seeds, sd / sqrt(n);
+    a problem's effect common to the seeds is not averaged away as if each seed had its own test set."""
     rng = random.Random(3)
-    differences = [[rng.choice([-1.0, -0.25, 0.0, 0.5, 1.0]) for _ in range(n)] for n in (80, 120)]
-    analytic = math.sqrt(sum(statistics.pvariance(d) / len(d) for d in differences)) / len(differences)
+    effect = [rng.choice([-1.0, -0.25, 0.0, 0.5, 1.0]) for _ in range(120)]  # shared by the seeds
+    differences = [{f"p{i}": e + rng.choice([-0.25, 0.0, 0.25]) for i, e in enumerate(effect)} for _ in range(3)]
+    averaged = [statistics.fmean(d[f"p{i}"] for d in differences) for i in range(120)]
     result = paired_bootstrap(differences, resamples=20000)
-    assert result["mean"] == pytest.approx(statistics.fmean(statistics.fmean(d) for d in differences))
-    assert result["se"] == pytest.approx(analytic, rel=0.05)
+    assert result["mean"] == pytest.approx(statistics.fmean(averaged))
+    assert result["se"] == pytest.approx(statistics.pstdev(averaged) / math.sqrt(120), rel=0.05)
+    independent = math.sqrt(sum(statistics.pvariance(d.values()) / 120 for d in differences)) / 3
+    assert result["se"] > 1.5 * independent  # what resampling each seed apart would have reported
     assert result["low"] < result["mean"] < result["high"]
-    constant = paired_bootstrap([[0.25] * 10, [0.25] * 7])
+    constant = paired_bootstrap([{"a": 0.25, "b": 0.25}, {"a": 0.25, "b": 0.25}])
     assert (constant["low"], constant["high"], constant["se"]) == pytest.approx((0.25, 0.25, 0.0))
+
+
+def test_paired_bootstrap_resamples_seeds_apart_when_their_problems_differ():
+    rng = random.Random(4)
+    differences = [{f"{n}-{i}": rng.choice([-1.0, 0.0, 0.5, 1.0]) for i in range(n)} for n in (80, 120)]
+    analytic = math.sqrt(sum(statistics.pvariance(d.values()) / len(d) for d in differences)) / len(differences)
+    result = paired_bootstrap(differences, resamples=20000)
+    assert result["mean"] == pytest.approx(statistics.fmean(statistics.fmean(d.values()) for d in differences))
+    assert result["se"] == pytest.approx(analytic, rel=0.05)
 
 
 def test_sweep_cli_dry_run(tmp_path, capsys):

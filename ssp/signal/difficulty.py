@@ -1,8 +1,9 @@
 """Offline difficulty filtering of a curriculum stage's RL prompts (`rl.difficulty_filter`), as the VibeThinker-3B
 report does: before the stage trains, its initial model samples `num_generations` completions of every prompt at
 the stage's sampling settings, each scored with the row's correctness reward, and the prompts solved in all or in
-none of them are dropped. Their groups' rewards are all equal, so GRPO's group-normalised advantage is zero and
-they would only cost rollouts.
+none of them are dropped. With the correctness reward alone their groups' rewards are all equal, so GRPO's
+group-normalised advantage is zero and they would only cost rollouts (other rewards in `rl.rewards` can still vary
+a little within such a group; the filter judges by correctness, as the report does).
 
 The sampling and scoring are the evaluation's (`ssp.evaluation.evaluate.evaluate_model`), spread over the launch's
 processes the same way; the counts go to OUT/stages/<name>/difficulty.json, which a rerun reuses (`result_of`).

@@ -96,6 +96,19 @@ def check_variant(variant: SweepVariant) -> None:
                 raise RecipeError(f"variant {variant.name}: {stage}: {key} is set by the sweep (seeds, run folders)")
 
 
+def test_settings(recipe: Recipe) -> dict:
+    """What decides the numbers a pipeline's models are scored by: its test problems and the evaluation's settings
+    (`ssp.demo.load_pipeline` makes them the same in the pipeline's two stages)."""
+    task = recipe.task  # train and probe sizes aside: the synthetic test split is drawn first, alone
+    return {
+        "task": (task.seed, task.difficulty, task.domains, task.test_size),
+        "data.test": recipe.data.test,
+        "eval.sampling": recipe.eval.sampling,
+        "eval.ks": recipe.eval.ks,
+        "eval.greedy": recipe.eval.greedy,
+    }
+
+
 def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepPlan:
     """The sweep file at `path` (with dotted overrides of its own keys), every recipe of every (variant, seed)
     loaded and checked: an unknown key is an error naming the variant before anything runs."""
@@ -114,7 +127,7 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepPlan:
         raise RecipeError(f"baseline: {baseline!r} is not a variant (variants: {', '.join(names)})")
     sft_base, rl_base = Path(config.sft or RECIPES / "sft.yaml"), Path(config.rl or RECIPES / "rl.yaml")
     runs: dict[str, Run] = {}
-    pipelines = {}
+    pipelines, tested = {}, {}
     for variant in variants:
         check_variant(variant)
     for seed in config.seeds:  # seed by seed: every variant of seed 0 is finished before seed 1 starts
@@ -134,6 +147,14 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepPlan:
             for name, stage, recipe in ((sft_name, "sft", sft), (rl_name, "rl", rl)):
                 runs.setdefault(name, Run(name, stage, recipe)).pairs.append((variant.name, seed))
             pipelines[(variant.name, seed)] = (sft_name, rl_name)
+            tested[(variant.name, seed)] = test_settings(sft)
+    for (name, seed), settings in tested.items():
+        differing = [key for key, value in settings.items() if value != tested[(baseline, seed)][key]]
+        if differing:
+            raise RecipeError(
+                f"variant {name}: its {', '.join(differing)} differ from the baseline {baseline}'s, so their models "
+                f"are not scored alike and cannot be compared; keep the test set and eval settings of the baseline"
+            )
     ordered = {}
     for sft_name in dict.fromkeys(sft for sft, _ in pipelines.values()):  # each SFT run, then its RL runs
         ordered[sft_name] = runs[sft_name]

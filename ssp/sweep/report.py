@@ -25,9 +25,9 @@ from ssp.tables import markdown_lines
 
 INTERVALS = (
     "Intervals: a metric's is the 95% t-interval of its mean over seeds; a difference's is a paired bootstrap over "
-    "test problems: within each seed the problems are resampled with replacement, the seeds' mean differences of "
-    "per-problem pass rates are averaged, and the 2.5th and 97.5th percentiles of that average are the interval "
-    "(docs/ablations.md)."
+    "test problems: each problem's difference of pass rates is averaged over the seeds, the problems are resampled "
+    "with replacement (one draw for all seeds, which share the test set), and the 2.5th and 97.5th percentiles of "
+    "the mean are the interval (docs/ablations.md)."
 )
 
 
@@ -83,7 +83,7 @@ def paired_difference(plan: SweepPlan, results: dict, variant: str, label: str) 
                 f"variant {variant} and the baseline {plan.baseline} were tested on different problems (their task or "
                 f"data.test differ): no paired difference; compare them with a baseline tested like them"
             )
-        differences.append([a[problem] - b[problem] for problem in a])
+        differences.append({problem: a[problem] - b[problem] for problem in a})
     return paired_bootstrap(differences, plan.config.resamples)
 
 

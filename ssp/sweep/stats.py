@@ -3,8 +3,9 @@
 A variant's metric over S seeds is reported as its mean and the 95% t-interval mean +/- t(0.975, S-1) * sd / sqrt(S):
 the spread of training itself (initialisation, data order, sampling). A difference to the baseline is paired: both
 variants are scored on the same test problems with the same seed, so per problem d = p_variant - p_baseline (p a
-problem's fraction of correct samples). Within each seed the problems are resampled with replacement, the seeds'
-mean differences are averaged, and the 2.5th and 97.5th percentiles of that average over the resamples are the
+problem's fraction of correct samples). Each problem's differences are averaged over the seeds, the problems are
+resampled with replacement (the same draw for
+every seed, which share the test set), and the 2.5th and 97.5th percentiles of the mean over the resamples are the
 interval: the uncertainty from which problems happen to be in the test set, for these seeds' models.
 """
 
@@ -15,7 +16,7 @@ import statistics
 
 import numpy as np
 
-# t(0.975, df) for df = 1..30; beyond, the normal quantile (within 2% of t at df > 30).
+# t(0.975, df) for df = 1..30; beyond, the normal quantile (4% below t at df 31, 2% at df 60).
 T_975 = tuple(
     float(value)
     for value in """
@@ -38,16 +39,28 @@ def seed_interval(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def paired_bootstrap(differences: list[list[float]], resamples: int = 2000, seed: int = 0) -> dict:
+def paired_bootstrap(differences: list[dict[str, float]], resamples: int = 2000, seed: int = 0) -> dict:
     """The mean over seeds of each seed's mean per-problem difference, with the bootstrap's standard error and 95%
-    percentile interval; `differences` holds one list of per-problem differences per seed."""
+    percentile interval; `differences` holds one {problem: difference} per seed.
+
+    Seeds tested on the same problems (a sweep's: the test split does not depend on the run's seed) are resampled
+    together: one draw of problems per resample, applied to every seed, since which problems are in the test set is
+    shared by the seeds and resampling each seed apart would treat a problem's common effect as independent noise
+    and understate the spread by up to sqrt(S). Seeds tested on different problems are resampled apart."""
     rng = np.random.default_rng(seed)
-    combined = np.zeros(resamples)
-    for per_problem in differences:
-        values = np.asarray(per_problem, dtype=float)
-        picks = rng.integers(0, len(values), size=(resamples, len(values)))
-        combined += values[picks].mean(axis=1)
-    combined /= len(differences)
+    mean = statistics.fmean(statistics.fmean(per_problem.values()) for per_problem in differences)
+    problems = list(differences[0])
+    if all(per_problem.keys() == differences[0].keys() for per_problem in differences):
+        # the mean over seeds of per-seed means equals the per-problem mean over seeds, resampled
+        per_problem_mean = np.mean([[d[problem] for problem in problems] for d in differences], axis=0)
+        picks = rng.integers(0, len(problems), size=(resamples, len(problems)))
+        combined = per_problem_mean[picks].mean(axis=1)
+    else:
+        combined = np.zeros(resamples)
+        for per_problem in differences:
+            values = np.asarray(list(per_problem.values()), dtype=float)
+            picks = rng.integers(0, len(values), size=(resamples, len(values)))
+            combined += values[picks].mean(axis=1)
+        combined /= len(differences)
     low, high = np.quantile(combined, [0.025, 0.975])
-    mean = statistics.fmean(statistics.fmean(per_problem) for per_problem in differences)
     return {"mean": mean, "se": float(combined.std()), "low": float(low), "high": float(high)}
