@@ -166,3 +166,24 @@ def test_two_stage_curriculum_hands_the_model_on(tmp_path, tiny_model_dir, monke
     cost = json.loads((out / "cost.json").read_text())
     assert cost["tokens_generated"] >= sum(signal["stages"][s]["tokens_generated"] for s in ("first", "second"))
     assert {"train:first", "train:second", "eval"} <= set(cost["phases_seconds"])
+
+
+@pytest.mark.slow
+def test_ssp_rl_with_lora_trains_adapters_and_saves_a_plain_merged_model(tmp_path, tiny_model_dir, monkeypatch):
+    """`model.lora` through `ssp rl` itself: the stage trains adapters on the initial model and saves the merged
+    model, a plain folder whose only changed weights are the adapted projections; a bad module name is one line."""
+    monkeypatch.setitem(REWARDS, "even_length", even_length)
+    out = tmp_path / "run"
+    rewards = ["rl.rewards={even_length: 1.0}", "rl.data.0.reward=even_length", "rl.max_steps=2"]
+    lora = ["model.lora={enabled: true, r: 4, target_modules: [q_proj, v_proj]}", "rl.learning_rate=1.0e-2"]
+    args = ["rl", str(DEMO_RL), f"output_dir={out}", f"model.name_or_path={tiny_model_dir}", *SMALL, *rewards]
+    assert main([*args, *lora]) == 0
+    model = out / "stages" / "main" / "model"
+    assert not {"adapter_model.safetensors", "adapter_config.json"} & {p.name for p in model.iterdir()}
+    merged, initial = load_file(model / "model.safetensors"), load_file(tiny_model_dir / "model.safetensors")
+    assert merged.keys() == initial.keys()
+    changed = {name for name in initial if not torch.equal(merged[name], initial[name])}
+    assert changed and all(name.endswith(("q_proj.weight", "v_proj.weight")) for name in changed)
+    bad_lora = "model.lora={enabled: true, target_modules: [nope]}"
+    bad = [*args[:2], f"output_dir={tmp_path / 'bad'}", *args[3:], bad_lora]
+    assert main(bad) == 2 and not (tmp_path / "bad").exists()

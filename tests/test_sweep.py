@@ -252,13 +252,22 @@ def test_slurm_arrays_run_each_task_through_the_launch_scripts(tmp_path, fake_sl
     assert result.returncode == 2 and "has no line for array task 2" in result.stderr
 
 
+DOCUMENTED_RUNS = {  # (SFT runs, RL runs), the table in docs/ablations.md
+    "paths.yaml": (9, 9), "selection.yaml": (6, 6), "fusion.yaml": (9, 9), "mgpo_lambda.yaml": (3, 12),
+    "curriculum.yaml": (3, 6), "lora.yaml": (6, 6), "signal_switches.yaml": (3, 9), "all.yaml": (21, 39),
+}  # fmt: skip
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "recipes" / "ablations").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_built_in_ablation_loads(path, monkeypatch):
-    """Each file's every (variant, seed) recipe loads and checks, and its baseline is among its variants."""
+    """Each file's every (variant, seed) recipe loads and checks, its baseline is among its variants, and it runs
+    the SFT and RL runs docs/ablations.md's table says."""
     monkeypatch.chdir(REPO)
     plan = load_sweep(path)
     assert plan.baseline in [variant.name for variant in plan.variants] and plan.config.seeds == [0, 1, 2]
     assert len(plan.pipelines) == 3 * len(plan.variants)
+    stages = [run.stage for run in plan.runs.values()]
+    assert (stages.count("sft"), stages.count("rl")) == DOCUMENTED_RUNS[path.name]
 
 
 def test_seed_interval_is_the_t_interval():
