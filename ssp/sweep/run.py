@@ -123,6 +123,7 @@ def run_sweep(plan: SweepPlan, slurm: bool = False, collect_only: bool = False, 
     main = state.is_main_process
     check_sweep_folder(plan.out)
     todo = [run for run in plan.runs.values() if not finished(plan, run)]
+    state.wait_for_everyone()  # every process has looked at the folder before the main one writes to it
     if main:
         write_recipes(plan)
         print(describe_plan(plan, todo), file=sys.stderr)
