@@ -24,7 +24,7 @@ demo: $(STAMP)
 
 # DeepSpeed compiles its CPU ops per torch build: one cache per venv, so .venv and .venv-vllm never rebuild each other's.
 test: $(STAMP)
-	TORCH_EXTENSIONS_DIR=$(CURDIR)/$(VENV)/torch-extensions $(BIN)/python -m pytest -q
+	TORCH_EXTENSIONS_DIR=$(CURDIR)/$(VENV)/torch-extensions $(BIN)/python -m pytest -q --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
