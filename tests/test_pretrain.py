@@ -19,6 +19,7 @@ from ssp.config import RecipeError, TinyModelSpec, TinyPretraining, load_recipe
 from ssp.pretrain import corpus_line, pretrain_key, pretrained_tiny_model
 from ssp.runs import materialize_base_model
 
+DEMO_SFT = Path(__file__).resolve().parents[1] / "recipes" / "demo" / "sft.yaml"
 SMALL = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
 
 
@@ -81,7 +82,7 @@ def test_a_run_starts_from_the_pretrained_base_whatever_its_seed(tmp_path, monke
     bases = []
     for seed in (0, 1):
         recipe = load_recipe(
-            "recipes/demo/sft.yaml",
+            DEMO_SFT,
             [f"model.tiny={{{tiny}}}", "model.tiny.pretrain={steps: 3, batch_size: 8, length: 64}", f"seed={seed}"],
         )
         base = materialize_base_model(recipe, [], tmp_path / f"run{seed}", PartialState())
@@ -94,7 +95,7 @@ def test_a_run_starts_from_the_pretrained_base_whatever_its_seed(tmp_path, monke
 
 def test_negative_pretraining_steps_are_a_one_line_error():
     with pytest.raises(RecipeError, match=r"model\.tiny\.pretrain\.steps.*>= 0"):
-        load_recipe("recipes/demo/sft.yaml", ["model.tiny.pretrain.steps=-1"])
+        load_recipe(DEMO_SFT, ["model.tiny.pretrain.steps=-1"])
 
 
 BUILD = """
