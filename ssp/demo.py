@@ -96,6 +96,19 @@ def summary_table(summary: dict) -> list[str]:
     return markdown_lines(header, rows)
 
 
+def scoring_settings(recipe) -> dict:
+    """What decides the numbers a model is scored by: its test problems and the evaluation's settings. A pipeline's
+    two stages must share them, and a sweep's variants the baseline's."""
+    task = recipe.task  # train and probe sizes aside: the synthetic test split is drawn first, alone
+    return {
+        "task": (task.seed, task.difficulty, task.domains, task.test_size),
+        "data.test": recipe.data.test,
+        "eval.sampling": recipe.eval.sampling,
+        "eval.ks": recipe.eval.ks,
+        "eval.greedy": recipe.eval.greedy,
+    }
+
+
 def load_pipeline(
     sft_recipe: str | Path,
     rl_recipe: str | Path,
@@ -116,8 +129,7 @@ def load_pipeline(
     rl_args = [f"output_dir={rl_out}", "model.name_or_path=tiny", f"seed={seed}", "eval.base=false"]
     rl = load_recipe(rl_recipe, [*rl_args, *rl_overrides])
     signal_stages(rl)  # the curriculum and its trl keys
-    shared_eval = all(getattr(sft.eval, key) == getattr(rl.eval, key) for key in ("sampling", "ks", "greedy"))
-    if not shared_eval or sft.task != rl.task or sft.data.test != rl.data.test:
+    if scoring_settings(sft) != scoring_settings(rl) or sft.task != rl.task:
         raise RecipeError(
             f"{Path(sft_recipe).name} and {Path(rl_recipe).name} must share eval, task and data.test to be comparable"
         )

@@ -185,11 +185,11 @@ def materialize_base_model(recipe, rows: list[dict], out: Path, state: PartialSt
     base = out / "base"
     if state.is_main_process and not (base / "config.json").is_file():  # complete when present (written staged)
         if source == "tiny":
-            texts = tiny_model_texts(rows, recipe.data.prompt_template, recipe.data.system_prompt)
             with staged_dir(base) as staging:
                 if recipe.model.tiny.pretrain.steps:  # one pretrained base per machine, as a hub model would be
                     shutil.copytree(pretrained_tiny_model(recipe.model.tiny), staging, dirs_exist_ok=True)
                 else:
+                    texts = tiny_model_texts(rows, recipe.data.prompt_template, recipe.data.system_prompt)
                     build_tiny_model(staging, texts, recipe.model.tiny, recipe.seed)
                 prepare_initial_model(
                     staging, staging, context=model_context_overrides(recipe), chat_template=recipe.model.chat_template

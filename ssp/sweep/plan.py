@@ -19,7 +19,7 @@ import yaml
 
 from ssp.coerce import RecipeError
 from ssp.config import Recipe, SweepConfig, SweepVariant, dump_recipe, load_recipe
-from ssp.demo import RECIPES, load_pipeline
+from ssp.demo import RECIPES, load_pipeline, scoring_settings
 
 # Set by the sweep for every run; a variant's override of them would be silently replaced.
 SET_BY_SWEEP = {"sft": ("seed", "output_dir"), "rl": ("seed", "output_dir", "model.name_or_path")}
@@ -96,19 +96,6 @@ def check_variant(variant: SweepVariant) -> None:
                 raise RecipeError(f"variant {variant.name}: {stage}: {key} is set by the sweep (seeds, run folders)")
 
 
-def test_settings(recipe: Recipe) -> dict:
-    """What decides the numbers a pipeline's models are scored by: its test problems and the evaluation's settings
-    (`ssp.demo.load_pipeline` makes them the same in the pipeline's two stages)."""
-    task = recipe.task  # train and probe sizes aside: the synthetic test split is drawn first, alone
-    return {
-        "task": (task.seed, task.difficulty, task.domains, task.test_size),
-        "data.test": recipe.data.test,
-        "eval.sampling": recipe.eval.sampling,
-        "eval.ks": recipe.eval.ks,
-        "eval.greedy": recipe.eval.greedy,
-    }
-
-
 def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepPlan:
     """The sweep file at `path` (with dotted overrides of its own keys), every recipe of every (variant, seed)
     loaded and checked: an unknown key is an error naming the variant before anything runs."""
@@ -147,7 +134,7 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepPlan:
             for name, stage, recipe in ((sft_name, "sft", sft), (rl_name, "rl", rl)):
                 runs.setdefault(name, Run(name, stage, recipe)).pairs.append((variant.name, seed))
             pipelines[(variant.name, seed)] = (sft_name, rl_name)
-            tested[(variant.name, seed)] = test_settings(sft)
+            tested[(variant.name, seed)] = scoring_settings(sft)
     for (name, seed), settings in tested.items():
         differing = [key for key, value in settings.items() if value != tested[(baseline, seed)][key]]
         if differing:

@@ -4,9 +4,9 @@ A variant's metric over S seeds is reported as its mean and the 95% t-interval m
 the spread of training itself (initialisation, data order, sampling). A difference to the baseline is paired: both
 variants are scored on the same test problems with the same seed, so per problem d = p_variant - p_baseline (p a
 problem's fraction of correct samples). Each problem's differences are averaged over the seeds, the problems are
-resampled with replacement (the same draw for
-every seed, which share the test set), and the 2.5th and 97.5th percentiles of the mean over the resamples are the
-interval: the uncertainty from which problems happen to be in the test set, for these seeds' models.
+resampled with replacement (the same draw for every seed, which share the test set), and the 2.5th and 97.5th
+percentiles of the mean over the resamples are the interval: the uncertainty from which problems happen to be in
+the test set, for these seeds' models.
 """
 
 from __future__ import annotations
