@@ -107,7 +107,7 @@ class TinyPretraining:
 
     steps: int = field(default=0, metadata=NON_NEGATIVE)
     learning_rate: float = field(default=3.0e-3, metadata=POSITIVE)
-    batch_size: int = field(default=64, metadata=AT_LEAST_1)
+    batch_size: int = field(default=16, metadata=AT_LEAST_1)  # blocks per step
     length: int = field(default=128, metadata=AT_LEAST_1)  # tokens per block
 
 

@@ -5,10 +5,13 @@ they can be averaged. A model trained from scratch at a from-scratch learning ra
 their average is worse than either. So the demo's `tiny` model is first pretrained here on generic arithmetic
 text, once per machine (cached by its settings), and the spectrum stage then fine-tunes it at a fine-tuning rate.
 
-The corpus is generic: lines of the operations the synthetic task's solutions are written in (sums, differences,
-products, divisions with remainder, exact divisions, arithmetic progressions, a term moved across an equation),
-over the operand range of the task's difficulty 1. It never holds a task problem, a solution or the chat format; what
-to answer, in which steps and in which format is what the spectrum stage teaches.
+The corpus is generic: lines of true statements in the notation the synthetic task's solutions are written in. Half
+are the operations themselves over the operand range of the task's difficulty 1 (sums, differences, products,
+divisions with remainder, exact divisions, arithmetic progressions, a term moved across an equation); half are single
+computing steps taken out of worked solutions of random difficulty-1 problems (`9*8=72`, `d=16-8=8`,
+`x=6/(-3)=-2`), so the base knows the facts the solutions use as often as they use them. It never holds a problem,
+a whole solution, the order of a solution's steps or the chat format: what to answer, in which steps and in which
+format is what the spectrum stage teaches.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import math
 import os
 import random
+import re
 import string
 import time
 from dataclasses import asdict
@@ -31,20 +35,38 @@ import transformers
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, LlamaForCausalLM
 
+from ssp.data.synthetic import DOMAINS, GENERATORS, MAX_OPERAND
 from ssp.files import staged_dir, write_json
 from ssp.tiny_models import build_tiny_model
 
 if TYPE_CHECKING:
     from ssp.config import TinyModelSpec
 
-CORPUS_VERSION = 1  # part of the cache key: raise it when the corpus or the training loop changes
+CORPUS_VERSION = 2  # part of the cache key: raise it when the corpus, the task's generators or the loop change
 PRETRAIN_SEED = 0
 TOP = 9  # largest operand in the corpus, as at the task's difficulty 1
 
 
+# A computing step of a solution: an arithmetic identity, or one naming its result (`d=16-8=8`, `x=6/(-3)=-2`).
+SOLUTION_STEP = re.compile(r"(?:[dx]=)?[-\d+*/()]+(?:=[-\d+*/()]+)+")
+
+
+def _solution_step(rng: random.Random) -> str:
+    """One computing step out of a worked solution of a random difficulty-1 problem of the synthetic task (an
+    equation-solving step such as `4x-7x=7-4` is not a statement of arithmetic and is skipped)."""
+    while True:
+        problem = GENERATORS[rng.choice(DOMAINS)](rng, MAX_OPERAND[1])
+        steps = [step for step in rng.choice(problem["solutions"]).split(". ") if SOLUTION_STEP.fullmatch(step)]
+        if steps:
+            return rng.choice(steps) + "."
+
+
 def _statement(rng: random.Random) -> str:
-    """One true statement of arithmetic, in the notation of the task's solutions: one-digit operands, except the
-    running total a step adds to, subtracts from or divides (up to 99)."""
+    """One true statement of arithmetic, in the notation of the task's solutions: half of them a step of a solution,
+    half an operation on one-digit operands, except the running total a step adds to, subtracts from or divides
+    (up to 99)."""
+    if rng.random() < 0.5:
+        return _solution_step(rng)
     kind = rng.randrange(7)
     if kind == 0:
         a, b = rng.randint(0, 99 - TOP), rng.randint(0, TOP)
@@ -84,14 +106,26 @@ def _vocabulary_texts(rng: random.Random) -> list[str]:
     return [string.printable] + [corpus_line(rng) for _ in range(2000)]
 
 
+def bfloat16_matmuls() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX): there, autocast to bfloat16 with the
+    eager attention trains the tiny model 1.4x faster (benchmarks/pretrain_precision.py); elsewhere bfloat16 on a
+    CPU is slower than float32, so the loop stays in float32."""
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux
+        return False
+
+
 def pretrain_key(spec: TinyModelSpec, seed: int) -> str:
-    """The cache name's hash: the settings, the corpus version and the libraries that build and train the model."""
+    """The cache name's hash: the settings, the corpus version, the precision of the loop and the libraries that
+    build and train the model."""
     libraries = {
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "tokenizers": tokenizers.__version__,
     }
-    settings = {"spec": asdict(spec), "seed": seed, "version": CORPUS_VERSION, "libraries": libraries}
+    settings = {"spec": asdict(spec), "seed": seed, "version": CORPUS_VERSION, "libraries": libraries,
+                "bfloat16": bfloat16_matmuls()}  # fmt: skip
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -110,12 +144,16 @@ def _blocks(tokenizer, rng: random.Random, batch_size: int, length: int) -> torc
 
 def pretrain_tiny_model(out_dir: Path, spec: TinyModelSpec, seed: int) -> Path:
     """Build the tiny model and train it on the corpus for `spec.pretrain.steps` steps (AdamW, cosine schedule
-    after a short warm-up); save it with its tokenizer to `out_dir`."""
+    after a short warm-up); save it with its tokenizer to `out_dir`. The weights stay float32; where the CPU
+    multiplies bfloat16 in hardware the forward pass runs under bfloat16 autocast (`bfloat16_matmuls`)."""
     started = time.monotonic()
     rng = random.Random(f"pretrain/{seed}")
     build_tiny_model(out_dir, _vocabulary_texts(rng), spec, seed)
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
-    model = LlamaForCausalLM.from_pretrained(out_dir, torch_dtype=torch.float32)
+    bfloat16 = bfloat16_matmuls()
+    # Under autocast the fused SDPA attention's backward runs 6x slower on a CPU than the eager one's matmuls.
+    attention = "eager" if bfloat16 else "sdpa"
+    model = LlamaForCausalLM.from_pretrained(out_dir, torch_dtype=torch.float32, attn_implementation=attention)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.pretrain.learning_rate, weight_decay=0.01)
     warmup = max(1, spec.pretrain.steps // 20)
 
@@ -130,7 +168,8 @@ def pretrain_tiny_model(out_dir: Path, spec: TinyModelSpec, seed: int) -> Path:
     with tqdm(range(spec.pretrain.steps), desc="pretraining the tiny model") as bar:
         for step in bar:
             batch = _blocks(tokenizer, rng, spec.pretrain.batch_size, spec.pretrain.length)
-            loss = model(input_ids=batch, labels=batch).loss
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+                loss = model(input_ids=batch, labels=batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -142,7 +181,8 @@ def pretrain_tiny_model(out_dir: Path, spec: TinyModelSpec, seed: int) -> Path:
     model.eval()
     model.save_pretrained(out_dir)
     seconds = round(time.monotonic() - started, 1)
-    write_json(out_dir / "pretraining.json", {"spec": asdict(spec), "seed": seed, "seconds": seconds, "loss": losses})
+    record = {"spec": asdict(spec), "seed": seed, "bfloat16_autocast": bfloat16, "seconds": seconds, "loss": losses}
+    write_json(out_dir / "pretraining.json", record)
     return out_dir
 
 

@@ -1,8 +1,10 @@
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
+import ssp.pretrain
 from ssp.config import TinyModelSpec
 from ssp.data.synthetic import make_splits
 from ssp.runs import tiny_model_texts
@@ -17,10 +19,26 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
+# The most pretraining steps a test runs: the demo recipe pretrains its base for minutes (once per machine, in the
+# user's cache), and the tests, which check the code and not the base's quality, build theirs in a temporary one.
+TEST_PRETRAIN_STEPS = 40
+
+
 @pytest.fixture(scope="session", autouse=True)
 def machine_cache(tmp_path_factory):
-    """The pretrained tiny bases the tests build go to a temporary cache, never the user's ~/.cache/ssp."""
+    """The pretrained tiny bases the tests build go to a temporary cache, never the user's ~/.cache/ssp, and are
+    pretrained for at most TEST_PRETRAIN_STEPS steps (docs/benchmarks.md measures the demo's real base)."""
     os.environ["SSP_CACHE"] = str(tmp_path_factory.mktemp("ssp-cache"))
+    full_length = ssp.pretrain.pretrain_tiny_model
+
+    def shortened(out_dir, spec, seed):
+        steps = min(spec.pretrain.steps, TEST_PRETRAIN_STEPS)
+        return full_length(out_dir, dataclasses.replace(spec, pretrain=dataclasses.replace(spec.pretrain, steps=steps)),
+                           seed)  # fmt: skip
+
+    ssp.pretrain.pretrain_tiny_model = shortened
+    yield
+    ssp.pretrain.pretrain_tiny_model = full_length
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # A few steps of the demo recipes on a 2-layer model, a handful of problems and 8-token samples.
 SFT_ARGS = [
+    "model.tiny.pretrain.steps=4",  # subprocesses do not see conftest's cap on pretraining
     "model.tiny.hidden_size=32",
     "model.tiny.num_layers=2",
     "model.tiny.num_heads=2",

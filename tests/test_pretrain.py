@@ -29,6 +29,9 @@ def small_spec(steps: int = 3) -> TinyModelSpec:
 
 def statement_holds(statement: str) -> bool:
     """Check one corpus statement independently of how it was generated."""
+    if re.fullmatch(r"d=-?\d+-\d+=-?\d+\.", statement):  # a solution's step: d=16-8=8.
+        first, second, step = map(int, re.fullmatch(r"d=(-?\d+)-(\d+)=(-?\d+)\.", statement).groups())
+        return first - second == step
     if statement.startswith("d="):
         step, terms = re.fullmatch(r"d=(\d+)\. (.+)\.", statement).groups()
         values = [int(t) for t in terms.split(", ")]
@@ -56,6 +59,7 @@ def test_every_corpus_statement_is_true():
         statements += re.findall(r"d=\d+\. [\d, ]+\.|[^ ]+\.", line)
     kinds = {re.sub(r"\d+", "9", s)[:4] for s in statements}
     assert len(kinds) >= 7  # every kind of statement appears
+    assert {"9+(9", "d=9-", "x=9/"} <= kinds  # and the steps of solutions: a progression's term, d, x
     assert all(statement_holds(s) for s in statements), [s for s in statements if not statement_holds(s)][:3]
 
 
@@ -64,6 +68,21 @@ def test_pretraining_lowers_the_loss(tmp_path):
     losses = json.loads((out / "pretraining.json").read_text())["loss"]
     assert len(losses) == 40
     assert sum(losses[-5:]) / 5 < 0.8 * losses[0]
+
+
+@pytest.mark.parametrize("bfloat16", [False, True])
+def test_the_precision_of_the_loop_is_recorded_and_keys_the_cache(tmp_path, monkeypatch, bfloat16):
+    monkeypatch.setattr(pretrain, "bfloat16_matmuls", lambda: bfloat16)
+    out = pretrain.pretrain_tiny_model(tmp_path / "model", small_spec(steps=2), seed=0)
+    record = json.loads((out / "pretraining.json").read_text())
+    assert record["bfloat16_autocast"] is bfloat16
+    assert all(torch.isfinite(torch.tensor(record["loss"])))
+    saved = load_file(str(out / "model.safetensors"))
+    assert {tensor.dtype for tensor in saved.values()} == {torch.float32}  # autocast leaves the weights float32
+    assert "attn_implementation" not in (out / "config.json").read_text()  # eager only while pretraining
+    key = pretrain_key(small_spec(), 0)
+    monkeypatch.setattr(pretrain, "bfloat16_matmuls", lambda: not bfloat16)
+    assert pretrain_key(small_spec(), 0) != key
 
 
 def test_the_base_is_built_once_and_keyed_by_its_settings(tmp_path, monkeypatch):

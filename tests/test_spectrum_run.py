@@ -15,6 +15,7 @@ from ssp.config import load_recipe
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "recipes" / "demo" / "sft.yaml"
 SMALL = [
+    "model.tiny.pretrain.steps=4",  # subprocesses do not see conftest's cap on pretraining
     "model.tiny.hidden_size=32",
     "model.tiny.num_layers=2",
     "model.tiny.num_heads=2",
