@@ -21,10 +21,16 @@ from ssp.config import TinyModelSpec
 
 def seconds_per_step(attention: str, bfloat16: bool, batch_size: int, length: int, steps: int) -> float:
     spec = TinyModelSpec()
-    config = LlamaConfig(vocab_size=spec.vocab_size, hidden_size=spec.hidden_size,
-                         num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
-                         num_key_value_heads=spec.num_heads, intermediate_size=spec.intermediate_size,
-                         max_position_embeddings=spec.max_position_embeddings, attn_implementation=attention)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=spec.vocab_size,
+        hidden_size=spec.hidden_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_heads,
+        intermediate_size=spec.intermediate_size,
+        max_position_embeddings=spec.max_position_embeddings,
+        attn_implementation=attention,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -32,9 +32,8 @@ def machine_cache(tmp_path_factory):
     full_length = ssp.pretrain.pretrain_tiny_model
 
     def shortened(out_dir, spec, seed):
-        steps = min(spec.pretrain.steps, TEST_PRETRAIN_STEPS)
-        return full_length(out_dir, dataclasses.replace(spec, pretrain=dataclasses.replace(spec.pretrain, steps=steps)),
-                           seed)  # fmt: skip
+        pretraining = dataclasses.replace(spec.pretrain, steps=min(spec.pretrain.steps, TEST_PRETRAIN_STEPS))
+        return full_length(out_dir, dataclasses.replace(spec, pretrain=pretraining), seed)
 
     ssp.pretrain.pretrain_tiny_model = shortened
     yield
