@@ -1,7 +1,7 @@
 """`ssp demo`: the whole Spectrum-to-Signal pipeline on the embedded tiny model and synthetic task.
 
-untrained tiny model -> multi-path SFT -> probing, selection, fusion -> RL with MGPO -> evaluation, then one
-table and OUT/summary.json. OUT/sft is the spectrum run, OUT/rl the signal run.
+tiny model (pretrained once per machine) -> multi-path SFT -> probing, selection, fusion -> RL with MGPO ->
+evaluation, then one table and OUT/summary.json. OUT/sft is the spectrum run, OUT/rl the signal run.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def summary_table(summary: dict) -> list[str]:
     ks = summary["ks"]
     header = ["model", "pass@1"] + [f"pass@{k}" for k in ks if k != 1] + ["greedy", "tokens", "device-h", "$"]
     rows = []
-    labelled = [("base (untrained)", summary["base"])] if "base" in summary else []
+    labelled = [("base (before SFT)", summary["base"])] if "base" in summary else []
     labelled += [(f"best single ({summary['best_single']['checkpoint']})", summary["best_single"]),
                  ("spectrum (merged)", summary["spectrum"])]  # fmt: skip
     labelled += [(f"RL stage {name}", entry) for name, entry in summary["signal_stages"].items()]

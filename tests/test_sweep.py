@@ -18,6 +18,7 @@ from test_launch_scripts import LAUNCH, REPO, fake_slurm, printed_commands  # no
 from test_resume import ssp_run
 from test_spectrum_run import SMALL as SMALL_SFT
 
+import ssp.spectrum.run
 import ssp.sweep.run
 from ssp.cli import main
 from ssp.config import RecipeError
@@ -140,6 +141,44 @@ def test_a_rerun_does_no_work(sweep, monkeypatch):
     monkeypatch.setattr(ssp.sweep.run, "run_spectrum", refuse)
     monkeypatch.setattr(ssp.sweep.run, "run_signal", refuse)
     assert run_sweep(load_sweep(path))["rows"] == record["rows"]
+
+
+@pytest.mark.slow
+def test_fusion_variants_reuse_the_training_of_the_first(tmp_path, monkeypatch):
+    """`no-merge` differs from the baseline in `fusion` only: its SFT run is its own (its selection, merge and
+    evaluation), started from the baseline's checkpoints and probe results, and trains nothing."""
+    variants = [{"name": "uniform"}, {"name": "no-merge", "sft": ["fusion.merge=none", "fusion.metric=pass@1"]}]
+    path = write_sweep(tmp_path / "sweep.yaml", tmp_path / "out", variants, seeds=[0], baseline="uniform")
+    plan = load_sweep(path)
+    first, reusing = [run for run in plan.runs.values() if run.stage == "sft"]
+    assert (first.trained_by, reusing.trained_by) == (None, first.name)
+    trained, real_train = [], ssp.spectrum.run.train_sft
+
+    def counted(recipe, base_path, examples, out, meter):
+        if not (out / "train.json").is_file():
+            trained.append(out.name)
+        return real_train(recipe, base_path, examples, out, meter)
+
+    monkeypatch.setattr(ssp.spectrum.run, "train_sft", counted)
+    record = run_sweep(plan)
+    assert trained == [first.name]
+    source, target = plan.run_dir(first.name), plan.run_dir(reusing.name)
+    for checkpoint in ("step-3", "step-6"):  # the same files: hard links
+        weights = f"checkpoints/{checkpoint}/model.safetensors"
+        assert (target / weights).stat().st_ino == (source / weights).stat().st_ino
+    probe = [json.loads((folder / "probe.json").read_text())["checkpoints"] for folder in (source, target)]
+    assert probe[0] == probe[1]
+    selection = json.loads((target / "selection.json").read_text())
+    assert (selection["merge"], selection["metric"]) == ("none", "pass@1")
+    # Its cost is its pipeline's as if it ran alone (the training's time in it); the sweep's total counts it once.
+    costs = {folder: json.loads((folder / "cost.json").read_text()) for folder in (source, target)}
+    assert costs[target]["phases_seconds"]["train"] == costs[source]["phases_seconds"]["train"]
+    shared = json.loads((target / "shared_training.json").read_text())
+    assert shared["from"] == first.name
+    assert shared["wall_seconds"] == pytest.approx(sum(costs[source]["phases_seconds"][p] for p in ("train", "probe")))
+    every_run = sum(json.loads((plan.run_dir(name) / "cost.json").read_text())["wall_seconds"] for name in plan.runs)
+    assert record["cost"]["wall_seconds"] == pytest.approx(every_run - shared["wall_seconds"])
+    assert "1 reusing another's training" in ssp.sweep.run.dry_run(plan)
 
 
 @pytest.mark.slow
@@ -308,6 +347,9 @@ def test_sweep_cli_dry_run(tmp_path, capsys):
     path = write_sweep(tmp_path / "sweep.yaml", tmp_path / "out", LAMBDAS)
     assert main(["sweep", path, "--dry-run"]) == 0
     printed = capsys.readouterr().out
-    expected = "2 variants x 2 seeds = 4 pipelines; 2 SFT runs and 4 RL runs (sharing saves 2); 6 to run, 0 finished"
+    expected = (
+        "2 variants x 2 seeds = 4 pipelines; 2 SFT runs (0 reusing another's training) and 4 RL runs "
+        "(sharing saves 2); 6 to run, 0 finished"
+    )
     assert expected in printed
     assert not os.path.exists(tmp_path / "out")

@@ -2,9 +2,10 @@
 run.
 
 A run is named by its stage and a hash of its resolved recipe (every key written out, the output folder aside), so
-variants whose SFT recipes resolve identically share one SFT run: an RL-only ablation trains SFT once per seed. An RL
-recipe names the SFT run it starts from, so RL runs are shared only where their SFT runs are too. Every recipe is
-loaded and checked here, before any run starts.
+variants whose SFT recipes resolve identically share one SFT run: an RL-only ablation trains SFT once per seed. SFT
+recipes that differ only in `fusion` or `eval` train and probe alike, so such a run reuses the training of the first
+one (`trained_by`; ssp.sweep.run links it in). An RL recipe names the SFT run it starts from, so RL runs are shared
+only where their SFT runs are too. Every recipe is loaded and checked here, before any run starts.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Run:
     stage: str  # sft or rl
     recipe: Recipe
     pairs: list[tuple[str, int]] = field(default_factory=list)  # the (variant, seed) pipelines it belongs to
+    trained_by: str | None = None  # an earlier SFT run whose training and probing this one reuses
 
 
 @dataclass
@@ -51,6 +53,12 @@ def recipe_hash(recipe: Recipe) -> str:
     """Ten hex digits of the recipe's YAML with its output folder taken out: equal recipes, equal hashes."""
     text = dump_recipe(dataclasses.replace(recipe, output_dir="", overwrite=False))
     return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def training_hash(recipe: Recipe) -> str:
+    """The recipe's hash with `fusion` and `eval` at their defaults: SFT runs with equal training hashes train the
+    same checkpoints and probe them alike, and differ only in how they select, merge and evaluate."""
+    return recipe_hash(dataclasses.replace(recipe, fusion=type(recipe.fusion)(), eval=type(recipe.eval)()))
 
 
 def grid_variants(grid: dict[str, dict[str, list]]) -> list[SweepVariant]:
@@ -142,9 +150,11 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepPlan:
                 f"variant {name}: its {', '.join(differing)} differ from the baseline {baseline}'s, so their models "
                 f"are not scored alike and cannot be compared; keep the test set and eval settings of the baseline"
             )
-    ordered = {}
+    ordered, trainings = {}, {}
     for sft_name in dict.fromkeys(sft for sft, _ in pipelines.values()):  # each SFT run, then its RL runs
         ordered[sft_name] = runs[sft_name]
+        first = trainings.setdefault(training_hash(runs[sft_name].recipe), sft_name)
+        runs[sft_name].trained_by = None if first == sft_name else first
         for rl_name in dict.fromkeys(rl for sft, rl in pipelines.values() if sft == sft_name):
             ordered[rl_name] = runs[rl_name]
     return SweepPlan(config, path, out, variants, baseline, pipelines, ordered)

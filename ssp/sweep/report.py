@@ -176,7 +176,10 @@ def write_sweep_report(plan: SweepPlan) -> dict:
     ks = next(run.recipe for run in plan.runs.values() if run.stage == "rl").eval.ks
     rows = aggregate(plan, results, ks)
     costs = [read_json(plan.run_dir(name) / "cost.json") for name in plan.runs]
-    sweep_cost = {key: sum(cost[key] for cost in costs) for key in ("device_hours", "dollars", "wall_seconds")}
+    # A run that reused another's training carries its time in its own cost (its pipeline's, as if alone): once here.
+    shared = [read_json(path) for name in plan.runs if (path := plan.run_dir(name) / "shared_training.json").is_file()]
+    sweep_cost = {key: sum(cost[key] for cost in costs) - sum(reused[key] for reused in shared)
+                  for key in ("device_hours", "dollars", "wall_seconds")}  # fmt: skip
     (plan.out / "plots").mkdir(parents=True, exist_ok=True)
     variants = [variant.name for variant in plan.variants]
     plots = [

@@ -1,20 +1,25 @@
 """`ssp sweep SWEEP.yaml`: every run of a sweep, one after another, then its tables and plots (docs/ablations.md).
 
 A finished run (its last file written) is skipped, an unfinished one resumes where it stopped (`ssp.resume`): a rerun
-of a finished sweep only collects. With `--slurm` the sweep writes one Slurm array of its SFT runs and one of its RL
-runs (launch/sweep_array.sbatch), the second waiting for the first, instead of running anything.
+of a finished sweep only collects. An SFT run that differs from an earlier one only in `fusion` or `eval` starts from
+that run's training and probing, linked in, and only selects, merges and evaluates. With `--slurm` the sweep writes
+one Slurm array of its SFT runs and one of its RL runs (launch/sweep_array.sbatch), the second waiting for the
+first, instead of running anything.
 """
 
 from __future__ import annotations
 
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
 
 from ssp.coerce import RecipeError
 from ssp.config import dump_recipe
-from ssp.files import write_text
+from ssp.cost import device_cost
+from ssp.files import read_json, staged_dir, write_json, write_text
+from ssp.resume import link_or_copy
 from ssp.runs import distributed_state
 from ssp.signal.run import run_signal
 from ssp.spectrum.run import run_spectrum
@@ -29,6 +34,32 @@ def finished(plan: SweepPlan, run: Run) -> bool:
     return (plan.run_dir(run.name) / FINISHED[run.stage]).is_file()
 
 
+def share_training(plan: SweepPlan, run: Run) -> None:
+    """Start `run`'s folder from the finished training of `run.trained_by`: its base, checkpoints, probe results and
+    records (hard links), this run's recipe, and a time ledger holding that training's and probing's time, so the
+    run's cost is its pipeline's as if it ran alone; `shared_training.json` says how much of it the sweep's total
+    must not count twice. Nothing happens to a run already started, or while the other run is unfinished (Slurm
+    arrays run both at once: then each trains)."""
+    source, target = plan.run_dir(run.trained_by), plan.run_dir(run.name)
+    if target.exists() or not finished(plan, plan.runs[run.trained_by]):
+        return
+    cost = read_json(source / "cost.json")
+    phases = {phase: cost["phases_seconds"][phase] for phase in ("train", "probe") if phase in cost["phases_seconds"]}
+    seconds = round(sum(phases.values()), 3)
+    device_hours, dollars = device_cost(seconds, cost["device_count"], cost["price_per_device_hour"])
+    with staged_dir(target) as staging:  # a seeding cut short leaves no half folder under the run's name
+        for weights in (source / "base", *(source / "checkpoints").glob("step-*")):  # read only: hard links
+            link_or_copy(weights, staging / weights.relative_to(source))
+        shutil.copytree(source / "probe", staging / "probe")  # records the run may rewrite: copies
+        for record in ("train.json", "data.json"):
+            shutil.copy2(source / record, staging / record)
+        write_json(staging / "cost.json", {"wall_seconds": seconds, "phases_seconds": phases, "attempts": 0,
+                                           "complete": False})  # fmt: skip
+        shared = {"from": run.trained_by, "wall_seconds": seconds, "device_hours": device_hours, "dollars": dollars}
+        write_json(staging / "shared_training.json", shared)
+        write_text(staging / "recipe.yaml", dump_recipe(run.recipe))
+
+
 def check_sweep_folder(out: Path) -> None:
     """A folder that holds files but no sweep is refused: the sweep writes runs/, recipes/ and its reports there."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "sweep.yaml").is_file())):
@@ -38,10 +69,11 @@ def check_sweep_folder(out: Path) -> None:
 def describe_plan(plan: SweepPlan, todo: list[Run]) -> str:
     stages = {stage: [run for run in plan.runs.values() if run.stage == stage] for stage in ("sft", "rl")}
     pipelines = len(plan.pipelines)
+    reusing = sum(run.trained_by is not None for run in stages["sft"])
     return (
         f"sweep {plan.path}: {len(plan.variants)} variants x {len(plan.config.seeds)} seeds = {pipelines} pipelines; "
-        f"{len(stages['sft'])} SFT runs and {len(stages['rl'])} RL runs (sharing saves "
-        f"{2 * pipelines - len(plan.runs)}); {len(todo)} to run, {len(plan.runs) - len(todo)} finished"
+        f"{len(stages['sft'])} SFT runs ({reusing} reusing another's training) and {len(stages['rl'])} RL runs "
+        f"(sharing saves {2 * pipelines - len(plan.runs)}); {len(todo)} to run, {len(plan.runs) - len(todo)} finished"
     )
 
 
@@ -140,6 +172,10 @@ def run_sweep(plan: SweepPlan, slurm: bool = False, collect_only: bool = False, 
         if main:
             print(progress_line(index, todo, run, started, durations), file=sys.stderr, flush=True)
         run_started = time.perf_counter()
+        if run.trained_by is not None:
+            if main:
+                share_training(plan, run)
+            state.wait_for_everyone()
         (run_spectrum if run.stage == "sft" else run_signal)(run.recipe)
         durations[run.stage].append(time.perf_counter() - run_started)
     if not main:
