@@ -295,6 +295,7 @@ DOCUMENTED_RUNS = {  # (SFT runs, RL runs), the table in docs/ablations.md
     "paths.yaml": (9, 9), "selection.yaml": (6, 6), "fusion.yaml": (9, 9), "mgpo_lambda.yaml": (3, 12),
     "curriculum.yaml": (3, 6), "lora.yaml": (6, 6), "signal_switches.yaml": (3, 9), "all.yaml": (21, 39),
 }  # fmt: skip
+DOCUMENTED_REUSE = {"selection.yaml": 3, "fusion.yaml": 6, "all.yaml": 9}  # SFT runs reusing another's training
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "recipes" / "ablations").glob("*.yaml")), ids=lambda p: p.name)
@@ -307,6 +308,8 @@ def test_every_built_in_ablation_loads(path, monkeypatch):
     assert len(plan.pipelines) == 3 * len(plan.variants)
     stages = [run.stage for run in plan.runs.values()]
     assert (stages.count("sft"), stages.count("rl")) == DOCUMENTED_RUNS[path.name]
+    reusing = sum(run.trained_by is not None for run in plan.runs.values())
+    assert reusing == DOCUMENTED_REUSE.get(path.name, 0)
 
 
 def test_seed_interval_is_the_t_interval():
