@@ -22,6 +22,7 @@ import ssp.spectrum.run
 import ssp.sweep.run
 from ssp.cli import main
 from ssp.config import RecipeError
+from ssp.signal.run import signal_stages
 from ssp.sweep.plan import grid_variants, load_sweep
 from ssp.sweep.run import run_sweep
 from ssp.sweep.stats import paired_bootstrap, seed_interval, t_quantile
@@ -356,3 +357,11 @@ def test_sweep_cli_dry_run(tmp_path, capsys):
     )
     assert expected in printed
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_the_curriculum_ablation_trains_as_many_rl_steps_as_one_stage(monkeypatch):
+    monkeypatch.chdir(REPO)
+    plan = load_sweep(REPO / "recipes" / "ablations" / "curriculum.yaml")
+    rl = {variant: plan.runs[runs[1]].recipe for (variant, seed), runs in plan.pipelines.items() if seed == 0}
+    steps = {variant: sum(stage.max_steps for _, stage in signal_stages(recipe)) for variant, recipe in rl.items()}
+    assert steps["curriculum"] == steps["one-stage"] == rl["one-stage"].rl.max_steps
