@@ -11,30 +11,24 @@ baseline, measured in the same run). docs/benchmarks.md records a run.
 from __future__ import annotations
 
 import argparse
+import string
+import tempfile
 import time
+from pathlib import Path
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from ssp.config import TinyModelSpec
+from ssp.tiny_models import build_tiny_model
 
 
-def seconds_per_step(attention: str, bfloat16: bool, batch_size: int, length: int, steps: int) -> float:
-    spec = TinyModelSpec()
-    config = LlamaConfig(
-        vocab_size=spec.vocab_size,
-        hidden_size=spec.hidden_size,
-        num_hidden_layers=spec.num_layers,
-        num_attention_heads=spec.num_heads,
-        num_key_value_heads=spec.num_heads,
-        intermediate_size=spec.intermediate_size,
-        max_position_embeddings=spec.max_position_embeddings,
-        attn_implementation=attention,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
+def seconds_per_step(model_dir: Path, attention: str, bfloat16: bool, batch_size: int, length: int, steps: int):
+    model = LlamaForCausalLM.from_pretrained(model_dir, attn_implementation=attention)
+    vocabulary = model.config.vocab_size
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    batch = torch.randint(0, spec.vocab_size, (batch_size, length))
+    torch.manual_seed(0)
+    batch = torch.randint(0, vocabulary, (batch_size, length))
     for step in range(steps + 3):
         if step == 3:
             started = time.perf_counter()
@@ -56,8 +50,10 @@ def main() -> None:
           f"{torch.backends.cpu.get_cpu_capability()}; batch {args.batch_size} x {args.length} tokens")  # fmt: skip
     print("| attention | precision | s/step | speed-up |\n|---|---|---|---|")
     baseline = None
+    model_dir = Path(tempfile.mkdtemp(prefix="ssp-precision-"))
+    build_tiny_model(model_dir, [string.printable], TinyModelSpec(), seed=0)  # the demo's shape, random weights
     for attention, bfloat16 in (("sdpa", False), ("eager", False), ("sdpa", True), ("eager", True)):
-        seconds = seconds_per_step(attention, bfloat16, args.batch_size, args.length, args.steps)
+        seconds = seconds_per_step(model_dir, attention, bfloat16, args.batch_size, args.length, args.steps)
         baseline = baseline or seconds
         precision = "bfloat16 autocast" if bfloat16 else "float32"
         print(f"| {attention} | {precision} | {seconds:.3f} | {baseline / seconds:.2f}x |", flush=True)
