@@ -46,7 +46,7 @@ ALLOWED = {
     "sandbox": {"sandbox"},
     "rewards": {"rewards", "sandbox", "ssp.coerce"},  # the error type of a scorer that must stop a command
     "schema": {"schema"},
-    "core": {"schema", "core"},
+    "core": {"schema", "core", "ssp.data.synthetic"},  # the tiny base's corpus holds steps of the task's solutions
     "data": {"schema", "core", "data", "rewards"},
     "generation": {"schema", "core", "data", "generation", "rewards", "sandbox"},
     "evaluation": {"schema", "core", "data", "generation", "evaluation", "rewards", "sandbox"},
