@@ -35,11 +35,11 @@ def finished(plan: SweepPlan, run: Run) -> bool:
 
 
 def share_training(plan: SweepPlan, run: Run) -> None:
-    """Start `run`'s folder from the finished training of `run.trained_by`: its base, checkpoints, probe results and
-    records (hard links), this run's recipe, and a time ledger holding that training's and probing's time, so the
-    run's cost is its pipeline's as if it ran alone; `shared_training.json` says how much of it the sweep's total
-    must not count twice. Nothing happens to a run already started, or while the other run is unfinished (Slurm
-    arrays run both at once: then each trains)."""
+    """Start `run`'s folder from the finished training of `run.trained_by`: its base and checkpoints (hard links),
+    its probe results and training records (copies), this run's recipe, and a time ledger holding that training's
+    and probing's time, so the run's cost is its pipeline's as if it ran alone; `shared_training.json` says how much
+    of it the sweep's total must not count twice. Nothing happens to a run already started, or while the other run
+    is unfinished (Slurm arrays run both at once: then each trains)."""
     source, target = plan.run_dir(run.trained_by), plan.run_dir(run.name)
     if target.exists() or not finished(plan, plan.runs[run.trained_by]):
         return
