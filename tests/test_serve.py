@@ -3,6 +3,7 @@ chat template, an EOS that is not the end-of-turn token, 4K context), talked to 
 and with raw HTTP; a bounded load test; `ssp validate --url` against it; SIGTERM with a request in flight."""
 
 import asyncio
+import importlib.util
 import json
 import os
 import signal
@@ -239,3 +240,23 @@ def test_serve_refuses_a_missing_model_in_one_line(tmp_path):
                             capture_output=True, text=True, env={**os.environ})  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip() == f"ssp: error: --model: model folder not found: {tmp_path / 'nope'}"
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (make test-vllm)")
+def test_the_vllm_engine_serves_streams_and_caps_reasoning(qwen_model_dir):
+    args = ("--backend", "vllm", "--dtype", "float32", "--max-model-len", "512")
+    process, url, log = start_server(qwen_model_dir, *args)
+    try:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=120)
+        assert httpx.get(f"{url}/health").json()["engine"] == "vllm"
+        whole = client.chat.completions.create(model="model", messages=MESSAGES, max_tokens=12, n=2)
+        assert [c.index for c in whole.choices] == [0, 1] and whole.usage.completion_tokens <= 24
+        chunks = list(client.chat.completions.create(model="model", messages=MESSAGES, max_tokens=20, stream=True))
+        assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+        capped = client.chat.completions.create(model="model", messages=MESSAGES, max_tokens=40,
+                                                extra_body={"max_thinking_tokens": 3})  # fmt: skip
+        assert capped.choices[0].finish_reason == "thinking_length" and capped.usage.completion_tokens == 3
+    finally:
+        process.terminate()
+        process.wait(120)

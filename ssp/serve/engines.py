@@ -36,6 +36,7 @@ from ssp.generation.backends import (
     vllm_sampling_kwargs,
 )
 from ssp.generation.sampling import generate_kwargs
+from ssp.generation.vllm_cpu import prepare_vllm_cpu
 from ssp.models import load_tokenizer, stop_token_ids
 
 Tokens = list[tuple[int, int]]  # (sequence index, token id) of one step
@@ -159,8 +160,15 @@ class VLLMEngine:
         self.vllm, self.delta = vllm, RequestOutputKind.DELTA
         self.tokenizer = load_tokenizer(model_path)
         self.stop_ids = set(stop_token_ids(self.tokenizer, read_generation_config(model_path)))
+        kwargs = {}
+        if not torch.cuda.is_available():  # vLLM's CPU build, what `make test-vllm` runs (ssp.generation.vllm_cpu)
+            prepare_vllm_cpu()
+            kwargs = {"gpu_memory_utilization": 0.15, "enforce_eager": True}
         args = vllm.AsyncEngineArgs(
-            model=str(model_path), dtype="bfloat16" if dtype == "auto" else dtype, max_model_len=max_model_len
+            model=str(model_path),
+            dtype="bfloat16" if dtype == "auto" else dtype,
+            max_model_len=max_model_len,
+            **kwargs,
         )
         self.engine = AsyncLLM.from_engine_args(args)
         self.context = self.engine.model_config.max_model_len
