@@ -5,7 +5,6 @@ and with raw HTTP; a bounded load test; `ssp validate --url` against it; SIGTERM
 import asyncio
 import importlib.util
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -17,6 +16,7 @@ import httpx
 import openai
 import pytest
 
+from ssp.cli import main
 from ssp.serve.validate import ValidateConfig, report_table, run_validate
 
 pytestmark = pytest.mark.slow
@@ -50,14 +50,21 @@ def start_server(model: Path, *args: str) -> tuple[subprocess.Popen, str, Path]:
 
 
 @pytest.fixture(scope="module")
-def server(qwen_model_dir):
+def served(qwen_model_dir):
+    """One server for the module; the SIGTERM test, the module's last, stops it."""
     process, url, log = start_server(
         qwen_model_dir, "--api-key", KEY, "--max-concurrent-requests", str(LIMIT), "--served-model-name", "qwen-like",
         "--max-request-bytes", "40000",
     )  # fmt: skip
-    yield url
-    process.terminate()
-    assert process.wait(60) == 0, log.read_text()
+    yield process, url, log
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def server(served):
+    return served[1]
 
 
 @pytest.fixture
@@ -218,10 +225,19 @@ def test_validate_against_the_url_measures_every_figure(server, tmp_path, shared
     assert "| concurrency_held | 2 clients |" in table and "not measured" in table
 
 
-def test_sigterm_finishes_the_request_in_flight(qwen_model_dir):
-    process, url, log = start_server(qwen_model_dir)
+def test_serve_refuses_a_missing_model_in_one_line(tmp_path, capsys):
+    assert main(["serve", "--model", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == f"ssp: error: --model: model folder not found: {tmp_path / 'nope'}\n"
+    assert main(["validate", "--url", "http://127.0.0.1:1", "--math-limit", "0"]) == 2
+    assert capsys.readouterr().err == "ssp: error: --math-limit: must be at least 1, got 0\n"
+
+
+# Stops the module's server: keep it the last test that uses `served`.
+def test_sigterm_finishes_the_request_in_flight(served):
+    process, url, log = served
     body = {"messages": MESSAGES, "max_tokens": 200, "stream": True, "max_thinking_tokens": 200}
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=120) as response:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers, timeout=120) as response:
         lines = response.iter_lines()
         assert next(lines).startswith("data: ")
         process.send_signal(signal.SIGTERM)
@@ -233,13 +249,6 @@ def test_sigterm_finishes_the_request_in_flight(qwen_model_dir):
     assert "ssp serve: stopped" in log.read_text()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/health", timeout=2)
-
-
-def test_serve_refuses_a_missing_model_in_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "ssp", "serve", "--model", str(tmp_path / "nope")],
-                            capture_output=True, text=True, env={**os.environ})  # fmt: skip
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"ssp: error: --model: model folder not found: {tmp_path / 'nope'}"
 
 
 @pytest.mark.vllm

@@ -124,7 +124,7 @@ def run_validate(config: ValidateConfig) -> dict:
     if config.model is not None:
         settings = check_serve_config(ServeConfig(model=config.model, backend=config.backend, api_key=config.api_key))
         with local_server(config.model, settings, config.backend) as url:
-            report = asyncio.run(measure(url, settings.api_key, rows, config))
+            report = asyncio.run(measure(url, settings.api_key, rows, config, local=True))
     else:
         api_key = config.api_key if config.api_key is not None else os.environ.get(API_KEY_ENV)
         report = asyncio.run(measure(config.url.rstrip("/"), api_key, rows, config))
@@ -166,7 +166,10 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
-async def measure(url: str, api_key: str | None, rows: dict[str, list[dict]], config: ValidateConfig) -> dict:
+async def measure(
+    url: str, api_key: str | None, rows: dict[str, list[dict]], config: ValidateConfig, local: bool = False
+) -> dict:
+    """Every figure, measured against the server at `url`; `local`: it runs in this process (`--model`)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limits = httpx.Limits(max_connections=config.max_concurrency * 2 + 4)
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=config.timeout, limits=limits) as client:
@@ -180,7 +183,7 @@ async def measure(url: str, api_key: str | None, rows: dict[str, list[dict]], co
         figures.update(await latency(client, served, config))
         held, levels = await concurrency(client, served, config)
         figures["concurrency_held"] = held
-        figures.update(await memory(client))
+        figures.update(await memory(client, local))
     return {"model": served["id"], "max_model_len": served.get("max_model_len"), "figures": figures,
             "concurrency_levels": levels}  # fmt: skip
 
@@ -193,7 +196,7 @@ async def streamed(client: httpx.AsyncClient, body: dict) -> dict:
         async with client.stream("POST", "/v1/chat/completions", json=body) as response:
             if response.status_code != 200:
                 await response.aread()
-                return {"status": response.status_code, "error": response.text[:200]}
+                return {"status": response.status_code, "error": error_message(response)}
             async for line in response.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
@@ -210,6 +213,14 @@ async def streamed(client: httpx.AsyncClient, body: dict) -> dict:
     total = time.perf_counter() - started
     tokens = usage["completion_tokens"] if usage else None
     return {"status": 200, "text": "".join(parts), "first": first, "total": total, "tokens": tokens, "finish": finish}
+
+
+def error_message(response: httpx.Response) -> str:
+    """The `error.message` of an OpenAI-style error body, else the body's start."""
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]
 
 
 async def accuracy(client, served: dict, rows: list[dict] | None, kind: str, preset: str, config) -> dict:
@@ -236,14 +247,16 @@ async def accuracy(client, served: dict, rows: list[dict] | None, kind: str, pre
                  "truncated": a.get("finish") in ("length", "thinking_length")}]
                for s, t, a in zip(scores, texts, answers, strict=True)]  # fmt: skip
     metrics = benchmark_metrics(kind, samples)
-    failed = sum(a["status"] != 200 for a in answers)
+    failed = [a for a in answers if a["status"] != 200]
     name = rows[0]["domain"]
     how = (
         f"first {len(rows)} problems of {name}, 1 sample each ({preset}: T {sampling.temperature}, top_p "
-        f"{sampling.top_p}, max_tokens {budget}), scored by {rows[0]['reward']}; failed requests score wrong"
+        f"{sampling.top_p}, max_tokens {budget}), scored by {rows[0]['reward']}"
     )
-    return figure(metrics["pass@1"], unit, how, len(rows), stderr=metrics["pass@1_stderr"], failed_requests=failed,
-                  truncated=metrics["truncated"])  # fmt: skip
+    if failed:
+        how += f"; {len(failed)} requests refused, scored wrong (first: {failed[0]['status']} {failed[0]['error']})"
+    extra = {"stderr": metrics["pass@1_stderr"], "failed_requests": len(failed), "truncated": metrics["truncated"]}
+    return figure(metrics["pass@1"], unit, how, len(rows), **extra)
 
 
 async def latency(client, served: dict, config) -> dict:
@@ -305,7 +318,7 @@ async def concurrency(client, served: dict, config) -> tuple[dict, list[dict]]:
     return figure(held, "clients", how, sum(level["requests"] for level in levels)), levels
 
 
-async def memory(client) -> dict:
+async def memory(client, local: bool) -> dict:
     response = await client.get("/metrics")
     values = {}
     if response.status_code == 200:
@@ -315,7 +328,8 @@ async def memory(client) -> dict:
                 values[name] = float(value)
     why = "not measured (the server's /metrics has no ssp memory gauges)"
     rss = values.get("ssp_peak_rss_bytes")
-    out = {"peak_memory_cpu": figure(rss, "bytes", "the server process's peak RSS (/metrics, after the load)", None)
+    process = "this process's (the server's and, with --model, the client's)" if local else "the server process's"
+    out = {"peak_memory_cpu": figure(rss, "bytes", f"{process} peak RSS (/metrics, after the load)", None)
            if rss is not None else figure(None, "bytes", why, None)}  # fmt: skip
     gpu = max(values.get("ssp_cuda_peak_allocated_bytes", 0), values.get("ssp_gpu_memory_in_use_bytes", 0))
     out["peak_memory_gpu"] = (
@@ -346,4 +360,13 @@ def report_table(report: dict) -> list[str]:
     for name, fig in report["figures"].items():
         samples = "" if fig["samples"] is None else str(fig["samples"])
         lines.append(f"| {name} | {format_value(fig)} | {samples} | {fig['how']} |")
+    lines += [
+        "",
+        "| clients | requests | answered | 429 | errors | latency p95 | tokens/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for level in report["concurrency_levels"]:
+        p95 = "" if level["latency_p95"] is None else f"{level['latency_p95']:.3f} s"
+        lines.append(f"| {level['clients']} | {level['requests']} | {level['answered']} | {level['rejected_429']} | "
+                     f"{level['errors']} | {p95} | {level['tokens_per_second']:.1f} |")  # fmt: skip
     return lines
