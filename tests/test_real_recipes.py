@@ -37,7 +37,6 @@ def model_folders(root):
 
 def assert_context_and_stops(folders, tokenizer):
     stops = tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>"])
-    assert len(folders) >= 7
     for folder in folders:
         config = read(folder / "config.json")
         assert config["max_position_embeddings"] == CONTEXT, folder
@@ -48,7 +47,9 @@ def assert_context_and_stops(folders, tokenizer):
 @pytest.mark.slow
 def test_every_model_folder_has_the_recipe_context_and_the_end_of_turn_stop(runs, qwen_model_dir):
     assert read(qwen_model_dir / "config.json")["max_position_embeddings"] == 4096  # the fixture is untouched
-    assert_context_and_stops(model_folders(runs), AutoTokenizer.from_pretrained(qwen_model_dir))
+    folders = model_folders(runs)
+    assert len(folders) == 7  # base, step-2, step-4, spectrum and the three RL stages
+    assert_context_and_stops(folders, AutoTokenizer.from_pretrained(qwen_model_dir))
     assert not (runs / "rl" / "base").exists()  # the spectrum model already had both: nothing rewritten
 
 
@@ -79,19 +80,18 @@ def test_the_signal_stage_evaluates_every_stage_on_math_and_code(runs):
 
 
 @pytest.mark.slow
-def test_both_recipes_on_two_processes(qwen_model_dir, tmp_path):
-    data = write_data(tmp_path / "data")
+def test_the_rl_recipe_on_two_processes(runs, tmp_path):
+    """recipes/rl.yaml's three stages under the ZeRO-2 launch, from the in-process SFT run: two-process SFT is the
+    same distributed code on any recipe, and test_launch and test_multinode run it."""
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    sft = zero2_launch(
-        "-m", "ssp", "sft", str(SFT_RECIPE), *sft_overrides(str(qwen_model_dir), data, tmp_path / "sft")
-    )
-    result = subprocess.run(sft, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    rl = zero2_launch("-m", "ssp", "rl", str(RL_RECIPE), *rl_overrides(str(tmp_path / "sft"), data, tmp_path / "rl"))
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "rl"
+    rl = zero2_launch("-m", "ssp", "rl", str(RL_RECIPE), *rl_overrides(str(runs / "sft"), data, out))
     result = subprocess.run(rl, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    for stage in ("sft", "rl"):
-        cost = read(tmp_path / stage / "cost.json")
-        assert cost["processes"] == 2 and cost["distributed_type"] == "DEEPSPEED", stage
+    cost = read(out / "cost.json")
+    assert cost["processes"] == 2 and cost["distributed_type"] == "DEEPSPEED"
+    assert list(read(out / "signal.json")["evaluations"]) == ["initial", "math-16k", "math-32k", "code"]
     assert result.stdout.count("Test split, before RL and after each stage") == 1  # written once, by the main rank
-    assert_context_and_stops(model_folders(tmp_path), AutoTokenizer.from_pretrained(qwen_model_dir))
+    folders = [out / "stages" / name / "model" for name in ("math-16k", "math-32k", "code")]
+    assert_context_and_stops(folders, AutoTokenizer.from_pretrained(runs / "sft" / "spectrum"))

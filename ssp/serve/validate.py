@@ -259,9 +259,14 @@ async def accuracy(client, served: dict, rows: list[dict] | None, kind: str, pre
     return figure(metrics["pass@1"], unit, how, len(rows), **extra)
 
 
-async def latency(client, served: dict, config) -> dict:
-    body = {"model": served["id"], "messages": [{"role": "user", "content": LATENCY_PROMPT}],
+def latency_request(served: dict, config) -> dict:
+    """The request the latency and concurrency figures time: one short chat turn, the same every time."""
+    return {"model": served["id"], "messages": [{"role": "user", "content": LATENCY_PROMPT}],
             "max_tokens": config.latency_tokens, "seed": config.seed}  # fmt: skip
+
+
+async def latency(client, served: dict, config) -> dict:
+    body = latency_request(served, config)
     results = [await streamed(client, body) for _ in range(config.latency_requests)]
     ok = [r for r in results if r["status"] == 200]
     n = len(ok)
@@ -286,8 +291,7 @@ async def latency(client, served: dict, config) -> dict:
 async def concurrency(client, served: dict, config) -> tuple[dict, list[dict]]:
     """Doubling levels of concurrent clients; the held level is the last that lost nothing and kept p95 under the
     bound."""
-    body = {"model": served["id"], "messages": [{"role": "user", "content": LATENCY_PROMPT}],
-            "max_tokens": config.latency_tokens, "seed": config.seed}  # fmt: skip
+    body = latency_request(served, config)
     levels, held, clients = [], None, 1
     while clients <= config.max_concurrency:
 
