@@ -144,6 +144,26 @@ def test_a_rerun_does_no_work(sweep, monkeypatch):
     assert run_sweep(load_sweep(path))["rows"] == record["rows"]
 
 
+def test_a_subset_of_variants_collects_from_a_link_to_the_runs(sweep, tmp_path, monkeypatch):
+    """One included file's table and plots from the runs of the sweep that included it: runs/ is linked, nothing
+    runs again, and the rows are that sweep's rows of the variants kept."""
+    root, _, record = sweep
+    monkeypatch.setattr(ssp.sweep.run, "run_spectrum", pytest.fail)
+    monkeypatch.setattr(ssp.sweep.run, "run_signal", pytest.fail)
+    out = tmp_path / "subset"
+    out.mkdir()
+    (out / "runs").symlink_to(root / "out" / "runs")
+    path = write_sweep(tmp_path / "subset.yaml", out, LAMBDAS[:1])
+    subset = run_sweep(load_sweep(path), collect_only=True)
+    assert subset["rows"] == [row for row in record["rows"] if row["variant"] == "mgpo"]
+    assert (out / "sweep.md").is_file() and (out / "plots" / "pass_at_k.png").is_file()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    elsewhere = write_sweep(tmp_path / "elsewhere.yaml", tmp_path / "other", LAMBDAS[:1])
+    with pytest.raises(RecipeError, match="holds files that are not an ssp sweep; choose another folder"):
+        run_sweep(load_sweep(elsewhere), collect_only=True)
+
+
 @pytest.mark.slow
 def test_fusion_variants_reuse_the_training_of_the_first(tmp_path, monkeypatch):
     """`no-merge` differs from the baseline in `fusion` only: its SFT run is its own (its selection, merge and

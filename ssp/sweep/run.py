@@ -61,8 +61,12 @@ def share_training(plan: SweepPlan, run: Run) -> None:
 
 
 def check_sweep_folder(out: Path) -> None:
-    """A folder that holds files but no sweep is refused: the sweep writes runs/, recipes/ and its reports there."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "sweep.yaml").is_file())):
+    """A folder that holds files but no sweep is refused: the sweep writes runs/, recipes/ and its reports there.
+    A folder holding only `runs/` is taken: a link to another sweep's runs collects a subset of its variants."""
+    if not out.exists():
+        return
+    entries = [entry.name for entry in out.iterdir()] if out.is_dir() else None
+    if entries is None or (entries not in ([], ["runs"]) and not (out / "sweep.yaml").is_file()):
         raise RecipeError(f"output_dir: {out} holds files that are not an ssp sweep; choose another folder")
 
 
