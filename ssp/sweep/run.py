@@ -4,16 +4,21 @@ A finished run (its last file written) is skipped, an unfinished one resumes whe
 of a finished sweep only collects. An SFT run that differs from an earlier one only in `fusion` or `eval` starts from
 that run's training and probing, linked in, and only selects, merges and evaluates. With `--slurm` the sweep writes
 one Slurm array of its SFT runs and one of its RL runs (launch/sweep_array.sbatch), the second waiting for the
-first, instead of running anything.
+first, instead of running anything. Several `ssp sweep` processes on one folder (two nodes sharing a file system, or
+two on one machine) share its runs: each takes the next run no other holds (`claim`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
+from typing import IO
+
+from accelerate.utils import broadcast_object_list
 
 from ssp.coerce import RecipeError
 from ssp.config import dump_recipe
@@ -28,6 +33,7 @@ from ssp.sweep.report import write_sweep_report
 
 # The file each stage writes last: the run is finished when it exists.
 FINISHED = {"sft": "spectrum_report.md", "rl": "signal.json"}
+WAIT_SECONDS = 30  # how often a process with nothing to take looks again at the runs other processes hold
 
 
 def finished(plan: SweepPlan, run: Run) -> bool:
@@ -58,6 +64,42 @@ def share_training(plan: SweepPlan, run: Run) -> None:
         shared = {"from": run.trained_by, "wall_seconds": seconds, "device_hours": device_hours, "dollars": dollars}
         write_json(staging / "shared_training.json", shared)
         write_text(staging / "recipe.yaml", dump_recipe(run.recipe))
+
+
+def prerequisites(plan: SweepPlan, run: Run) -> list[str]:
+    """The runs `run` starts from: an RL run's SFT run, a reusing SFT run's training."""
+    if run.stage == "rl":
+        return [next(sft for sft, rl in plan.pipelines.values() if rl == run.name)]
+    return [run.trained_by] if run.trained_by else []
+
+
+def claim(plan: SweepPlan, run: Run) -> IO | None:
+    """`run` taken for this process: an exclusive flock on OUT/claims/<run>, held until the file is closed and
+    released by the kernel when the process dies, so a crashed process leaves nothing to clean up. None when another
+    process holds it. flock works across hosts on NFS; Lustre needs its `flock` mount option."""
+    path = plan.out / "claims" / run.name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    held = open(path, "a")
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        held.close()
+        return None
+    return held
+
+
+def next_run(plan: SweepPlan) -> tuple[Run | None, IO | None, list[Run]]:
+    """The unfinished runs, and the first of them, in the sweep's order, whose prerequisites are finished and that no
+    other process holds, claimed (None while the runs left are held by others or wait for runs they hold)."""
+    pending = [run for run in plan.runs.values() if not finished(plan, run)]
+    for run in pending:
+        if all(finished(plan, plan.runs[name]) for name in prerequisites(plan, run)):
+            held = claim(plan, run)
+            if held is not None and not finished(plan, run):  # another process may have finished it meanwhile
+                return run, held, pending
+            if held is not None:
+                held.close()
+    return None, None, pending
 
 
 def check_sweep_folder(out: Path) -> None:
@@ -95,12 +137,13 @@ def minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def progress_line(index: int, todo: list[Run], run: Run, started: float, durations: dict[str, list[float]]) -> str:
+def progress_line(index: int, left: list[Run], run: Run, started: float, durations: dict[str, list[float]]) -> str:
+    """`left`: the unfinished runs, this one among them (of which other processes may be running some)."""
     pairs = ", ".join(f"{variant} seed {seed}" for variant, seed in run.pairs)
     elapsed = minutes(time.perf_counter() - started)
     return (
-        f"sweep: run {index} of {len(todo)}: {run.stage.upper()} {run.name} ({pairs}); {elapsed} elapsed, "
-        f"{time_left(durations, todo[index - 1 :])}"
+        f"sweep: run {index} of {index - 1 + len(left)}: {run.stage.upper()} {run.name} ({pairs}); {elapsed} "
+        f"elapsed, {time_left(durations, left)}"
     )
 
 
@@ -171,16 +214,36 @@ def run_sweep(plan: SweepPlan, slurm: bool = False, collect_only: bool = False, 
     if collect_only and todo:
         names = ", ".join(run.name for run in todo[:3]) + (", ..." if len(todo) > 3 else "")
         raise RecipeError(f"--collect: {len(todo)} runs are not finished ({names}); run the sweep without --collect")
-    started, durations = time.perf_counter(), {"sft": [], "rl": []}
-    for index, run in enumerate(todo, 1):
+    started, durations, index, waiting = time.perf_counter(), {"sft": [], "rl": []}, 0, False
+    while True:
+        # The main process claims the next run and tells the launch's other processes, which run it with it.
+        run, held, pending = next_run(plan) if main else (None, None, [])
+        decision = [run.name if run else None, len(pending)]
+        if state.num_processes > 1:
+            decision = broadcast_object_list(decision)
+        name, left = decision
+        if not left:
+            break
+        if name is None:
+            if main and not waiting:
+                print(f"sweep: the {left} runs left are held by other processes or wait for runs they hold; "
+                      f"looking again every {WAIT_SECONDS} s", file=sys.stderr, flush=True)  # fmt: skip
+            waiting = True
+            time.sleep(WAIT_SECONDS)
+            continue
+        run, index, waiting = plan.runs[name], index + 1, False
         if main:
-            print(progress_line(index, todo, run, started, durations), file=sys.stderr, flush=True)
+            print(progress_line(index, pending, run, started, durations), file=sys.stderr, flush=True)
         run_started = time.perf_counter()
-        if run.trained_by is not None:
-            if main:
-                share_training(plan, run)
-            state.wait_for_everyone()
-        (run_spectrum if run.stage == "sft" else run_signal)(run.recipe)
+        try:
+            if run.trained_by is not None:
+                if main:
+                    share_training(plan, run)
+                state.wait_for_everyone()
+            (run_spectrum if run.stage == "sft" else run_signal)(run.recipe)
+        finally:
+            if held is not None:
+                held.close()
         durations[run.stage].append(time.perf_counter() - run_started)
     if not main:
         return {}
