@@ -40,6 +40,10 @@ def finished(plan: SweepPlan, run: Run) -> bool:
     return (plan.run_dir(run.name) / FINISHED[run.stage]).is_file()
 
 
+def unfinished(plan: SweepPlan) -> list[Run]:
+    return [run for run in plan.runs.values() if not finished(plan, run)]
+
+
 def share_training(plan: SweepPlan, run: Run) -> None:
     """Start `run`'s folder from the finished training of `run.trained_by`: its base and checkpoints (hard links),
     its probe results and training records (copies), this run's recipe, and a time ledger holding that training's
@@ -91,14 +95,16 @@ def claim(plan: SweepPlan, run: Run) -> IO | None:
 def next_run(plan: SweepPlan) -> tuple[Run | None, IO | None, list[Run]]:
     """The unfinished runs, and the first of them, in the sweep's order, whose prerequisites are finished and that no
     other process holds, claimed (None while the runs left are held by others or wait for runs they hold)."""
-    pending = [run for run in plan.runs.values() if not finished(plan, run)]
+    pending = unfinished(plan)
     for run in pending:
-        if all(finished(plan, plan.runs[name]) for name in prerequisites(plan, run)):
-            held = claim(plan, run)
-            if held is not None and not finished(plan, run):  # another process may have finished it meanwhile
-                return run, held, pending
-            if held is not None:
-                held.close()
+        if not all(finished(plan, plan.runs[name]) for name in prerequisites(plan, run)):
+            continue
+        held = claim(plan, run)
+        if held is None:
+            continue
+        if not finished(plan, run):  # another process may have finished it since `pending` was read
+            return run, held, pending
+        held.close()
     return None, None, pending
 
 
@@ -201,7 +207,7 @@ def run_sweep(plan: SweepPlan, slurm: bool = False, collect_only: bool = False, 
     state = distributed_state()
     main = state.is_main_process
     check_sweep_folder(plan.out)
-    todo = [run for run in plan.runs.values() if not finished(plan, run)]
+    todo = unfinished(plan)
     state.wait_for_everyone()  # every process has looked at the folder before the main one writes to it
     if main:
         write_recipes(plan)
@@ -252,7 +258,7 @@ def run_sweep(plan: SweepPlan, slurm: bool = False, collect_only: bool = False, 
 
 def dry_run(plan: SweepPlan) -> str:
     """What the sweep would run, a line per pipeline, and the sharing (`ssp sweep --dry-run`)."""
-    todo = [run for run in plan.runs.values() if not finished(plan, run)]
+    todo = unfinished(plan)
     lines = [describe_plan(plan, todo)]
     for (variant, seed), (sft, rl) in plan.pipelines.items():
         state = {name: "finished" if finished(plan, plan.runs[name]) else "to run" for name in (sft, rl)}
